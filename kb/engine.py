@@ -1,0 +1,303 @@
+"""Runs the knowledge base on durable_rules, around the engine's traps.
+
+See `../shared/notes/durable-rules.md`; each countermeasure here answers one:
+
+- The engine is not thread-safe and its C state is process-wide: every
+  evaluation holds `_ENGINE_LOCK`, so no two threads are ever inside it.
+- `Host` starts two timer threads that race callers; `_QuietHost` never starts
+  them (our rules use no timers and no async actions).
+- At most 1,024 live sids: each evaluation runs under a fresh sid that is
+  deleted afterwards, on success, error or cancellation alike.
+- `delete_state` crashes on a sid where no action ran: the first thing an
+  evaluation does is fire the `$begin` rule.
+- Sids and fact ids are compared by 32-bit hash: engine ids come from a fixed
+  scheme (`f<n>`, `c<n>`, `s<n>`) checked by a test for distinct hashes; the
+  client's ids never reach the engine.
+- A fact no rule can match is refused: the `$sink` rule accepts every fact.
+- Exceptions in actions are swallowed into the session state: our actions
+  catch everything themselves and the evaluation fails loudly (`EngineFailure`).
+- Negation is not retroactive: rules join on stage markers asserted one stage
+  at a time, each after the previous one has run to quiescence (`Stage`).
+- Numbers in exponent notation crash the engine's JSON parser: floats in
+  (0, 1e-4) are sent as 1e-4, which keeps their order against every threshold.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from durable import engine as durable_engine
+from durable.lang import c, m, when_all
+
+from kb.facts import Fact
+from kb.model import Conclusion, Match, Provenance, Rule, RuleGroup, Stage
+from kb.rules import GROUPS
+from kb.rules.patterns import CONCLUSION
+
+STAGE_MARKER = "$stage"
+BEGIN, DONE = 0, max(Stage) + 1
+SMALLEST_ENGINE_FLOAT = 1e-4
+
+# durable_rules keeps process-wide C state: one evaluation at a time per process.
+_ENGINE_LOCK = threading.Lock()
+_SIDS = itertools.count(1)
+_RULESET_NAMES = itertools.count(1)
+
+
+class EngineFailure(Exception):
+    """The engine did not complete an evaluation; its answer must not be used.
+
+    The message names what failed, never fact values.
+    """
+
+
+class EvaluationCancelled(Exception):
+    """The caller stopped wanting the answer (cancelled call, passed deadline)."""
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    conclusions: tuple[Conclusion, ...]
+    rules_fired: int
+
+
+class _QuietHost(durable_engine.Host):
+    """A Host without the dispatch and timer threads that race callers."""
+
+    def _run(self) -> None:
+        return None
+
+
+@dataclass
+class _Firing:
+    read: set[str] = field(default_factory=set)
+    derived_from: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Evaluation:
+    """The state of one evaluation, kept on the Python side."""
+
+    sid: str
+    facts_by_engine_id: dict[str, Fact]
+    firings: dict[str, _Firing] = field(default_factory=dict)
+    asserted_codes: set[str] = field(default_factory=set)
+    markers_seen: set[int] = field(default_factory=set)
+    error: BaseException | None = None
+
+
+def _list_items(model: type[Any]) -> dict[str, tuple[str, ...]]:
+    """For each list-of-enum field of a fact model, its allowed values."""
+    items = {}
+    for name, info in model.model_fields.items():
+        for option in typing.get_args(info.annotation) or (info.annotation,):
+            if typing.get_origin(option) is list:
+                (literal,) = typing.get_args(option)
+                items[name] = typing.get_args(literal)
+    return items
+
+
+def _engine_number(value: float) -> float:
+    if 0 < abs(value) < SMALLEST_ENGINE_FLOAT:
+        return math.copysign(SMALLEST_ENGINE_FLOAT, value)
+    return value
+
+
+def _marker(sid: str, number: int) -> dict[str, Any]:
+    return {"sid": sid, "id": f"s{number}", "t": STAGE_MARKER, "n": number}
+
+
+class RulesEngine:
+    """The knowledge base compiled into one durable_rules ruleset.
+
+    Rule `R` with alternatives becomes durable rules `R#0`, `R#1`, ...; every one
+    joins on its stage's marker. `evaluate` is safe to call from any thread (it
+    takes the process-wide engine lock) but serves one caller at a time.
+    """
+
+    def __init__(self, groups: Sequence[RuleGroup] = GROUPS) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rule for group in groups for rule in group.rules)
+        self.group_of = {rule.id: group.name for group in groups for rule in group.rules}
+        self._stages = sorted({rule.stage for rule in self.rules})
+        self._list_items: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._current: _Evaluation | None = None
+        self._name = f"cgh_{next(_RULESET_NAMES)}"
+        self._host = _QuietHost()
+        with _ENGINE_LOCK:
+            self._host.register_rulesets({self._name: self._definition()})
+
+    def _definition(self) -> dict[str, Any]:
+        definition = {
+            "$begin": when_all(c.marker << (m.t == STAGE_MARKER) & (m.n == BEGIN)),
+            "$done": when_all(c.marker << (m.t == STAGE_MARKER) & (m.n == DONE)),
+            "$sink": when_all(c.anything << +m.t, c.never << (m.t == "$never")),
+        }
+        actions: dict[str, Callable[[Any], None]] = {
+            "$begin": self._mark_stage,
+            "$done": self._mark_stage,
+            "$sink": self._mark_stage,
+        }
+        for rule in self.rules:
+            for index, alternative in enumerate(rule.when):
+                name = f"{rule.id}#{index}"
+                stage = c.stage_marker << (m.t == STAGE_MARKER) & (m.n == int(rule.stage))
+                definition[name] = when_all(stage, *alternative)
+                actions[name] = self._fire_action(rule)
+        return {name: rule(actions[name]).define() for name, rule in definition.items()}
+
+    def _mark_stage(self, closure: Any) -> None:
+        evaluation = self._current
+        if evaluation is not None:
+            evaluation.markers_seen.add(closure._m["marker"]["n"])
+
+    def _fire_action(self, rule: Rule) -> Callable[[Any], None]:
+        def action(closure: Any) -> None:  # durable_rules wants exactly one parameter
+            self._fire(rule, closure)
+
+        return action
+
+    def _fire(self, rule: Rule, closure: Any) -> None:
+        """Record a firing and, the first time, assert the conclusion for chaining.
+
+        Never raises: durable_rules would swallow the exception into the session
+        state and skip the rest of the action.
+        """
+        evaluation = self._current
+        if evaluation is None:
+            return
+        try:
+            firing = evaluation.firings.setdefault(rule.code, _Firing())
+            for matched in closure._m.values():
+                if matched["t"] == CONCLUSION:
+                    firing.derived_from.add(matched["code"])
+                elif matched["t"] != STAGE_MARKER:
+                    firing.read.add(matched["id"])
+            if rule.code not in evaluation.asserted_codes:
+                evaluation.asserted_codes.add(rule.code)
+                closure.assert_fact(
+                    {
+                        "id": f"c{len(evaluation.asserted_codes)}",
+                        "t": CONCLUSION,
+                        "code": rule.code,
+                        "ckind": rule.kind.value,
+                    }
+                )
+        except BaseException as error:
+            evaluation.error = error
+
+    def _encode(self, sid: str, engine_id: str, fact: Fact) -> dict[str, Any]:
+        model = type(fact.value)
+        items = self._list_items.get(model.__name__)
+        if items is None:
+            items = self._list_items[model.__name__] = _list_items(model)
+        encoded: dict[str, Any] = {"sid": sid, "id": engine_id, "t": fact.type}
+        for name, value in fact.value:
+            if value is None:
+                continue
+            if name in items:
+                encoded[name] = {item: item in value for item in items[name]}
+            elif type(value) is float:
+                encoded[name] = _engine_number(value)
+            else:
+                encoded[name] = value
+        return encoded
+
+    def _assert(self, evaluation: _Evaluation, what: str, facts: list[dict[str, Any]]) -> None:
+        try:
+            self._host.assert_facts(self._name, facts)
+        except BaseException as error:
+            # The exception's own message contains fact values: name only its type.
+            raise EngineFailure(f"engine refused {what}: {type(error).__name__}") from None
+        if evaluation.error is not None:
+            raise EngineFailure(
+                f"rule action failed during {what}: {type(evaluation.error).__name__}"
+            )
+
+    def _close_stage(self, evaluation: _Evaluation, stage: Stage) -> list[Conclusion]:
+        facts = list(evaluation.facts_by_engine_id.values())
+        conclusions = []
+        for rule in self.rules:
+            firing = evaluation.firings.get(rule.code)
+            if rule.stage != stage or firing is None:
+                continue
+            read = [evaluation.facts_by_engine_id[engine_id] for engine_id in firing.read]
+            conclusions.append(
+                Conclusion(
+                    code=rule.code,
+                    kind=rule.kind,
+                    urgency=rule.urgency,
+                    title=rule.title,
+                    detail=rule.describe(Match(read=read, facts=facts)),
+                    provenance=Provenance(
+                        rule_id=rule.id,
+                        ruleset=self.group_of[rule.id],
+                        fact_ids=tuple(sorted({fact.id for fact in read})),
+                        derived_from=tuple(sorted(firing.derived_from)),
+                        citation_ids=rule.citations,
+                        evidence_note=rule.evidence.note,
+                        certainty=rule.evidence.certainty,
+                    ),
+                )
+            )
+        return conclusions
+
+    def evaluate(
+        self,
+        facts: Sequence[Fact],
+        on_conclusion: Callable[[Conclusion], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> EvaluationResult:
+        """Derive every conclusion from validated facts.
+
+        `on_conclusion` receives each conclusion as soon as its stage has run to
+        quiescence (its provenance is then complete). `should_stop` is polled
+        between stages; when it answers true the evaluation ends with
+        `EvaluationCancelled`.
+        """
+        with _ENGINE_LOCK:
+            sid = str(next(_SIDS))
+            evaluation = _Evaluation(sid, {f"f{i}": fact for i, fact in enumerate(facts)})
+            self._current = evaluation
+            try:
+                return self._run(evaluation, on_conclusion, should_stop)
+            finally:
+                self._current = None
+                self._host.delete_state(self._name, sid)
+
+    def _run(
+        self,
+        evaluation: _Evaluation,
+        on_conclusion: Callable[[Conclusion], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> EvaluationResult:
+        sid = evaluation.sid
+        self._assert(evaluation, "the begin marker", [_marker(sid, BEGIN)])
+        if BEGIN not in evaluation.markers_seen:
+            raise EngineFailure("begin rule did not fire")
+        if evaluation.facts_by_engine_id:
+            encoded = [
+                self._encode(sid, engine_id, fact)
+                for engine_id, fact in evaluation.facts_by_engine_id.items()
+            ]
+            self._assert(evaluation, "the facts", encoded)
+        conclusions: list[Conclusion] = []
+        for stage in self._stages:
+            if should_stop is not None and should_stop():
+                raise EvaluationCancelled()
+            self._assert(evaluation, f"stage {stage.name}", [_marker(sid, stage)])
+            for conclusion in self._close_stage(evaluation, stage):
+                conclusions.append(conclusion)
+                if on_conclusion is not None:
+                    on_conclusion(conclusion)
+        self._assert(evaluation, "the done marker", [_marker(sid, DONE)])
+        if DONE not in evaluation.markers_seen:
+            raise EngineFailure("done rule did not fire")
+        if "exception" in self._host.get_state(self._name, sid):
+            raise EngineFailure("engine recorded an exception in the session state")
+        return EvaluationResult(tuple(conclusions), rules_fired=len(evaluation.firings))

@@ -1,0 +1,385 @@
+"""The fact vocabulary (spec `facts.md`, version 1) and its validation.
+
+One strict pydantic model per fact type. The models are the contract: their JSON
+Schema is what `GetKnowledgeBase` publishes, and `validate_facts` is the only way
+a fact reaches the engine. Validation is all-or-nothing: every violation in a
+request is reported, with the path of the field in the request, and nothing is
+evaluated when there is one.
+
+Descriptions never contain the offending value (facts are health data); they may
+name the fact id and the vocabulary (types, fields, allowed values).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+# The largest integer a protobuf double (how `Struct` carries every number)
+# represents exactly; also keeps values far inside the engine's 64-bit limit.
+MAX_EXACT_INTEGER = 2**53 - 1
+MAX_FACTS_PER_REQUEST = 500
+FACT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+REASON_FACT_INVALID = "FACT_INVALID"
+REASON_LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "must be a finite number")
+    return value
+
+
+def _exact_integer(value: Any) -> Any:
+    """Accept 40.0 as 40 (Struct carries doubles), reject 40.5, NaN and bools."""
+    value = _finite(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise PydanticCustomError("integer", "must be an integer (no fractional part)")
+        return int(value)
+    return value
+
+
+def _integer(ge: int, le: int = MAX_EXACT_INTEGER) -> Any:
+    return Annotated[int, Field(strict=True, ge=ge, le=le), BeforeValidator(_exact_integer)]
+
+
+def _number(**bounds: float) -> Any:
+    return Annotated[float, Field(strict=True, **bounds), BeforeValidator(_finite)]
+
+
+Bool = Annotated[bool, Field(strict=True)]
+
+
+class _FactModel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, frozen=True, validate_default=False
+    )
+
+    def field_violations(self) -> list[tuple[str, str]]:
+        """Rules across fields of one fact: (field name, description) pairs."""
+        return []
+
+
+class Patient(_FactModel):
+    age_years: _integer(ge=0, le=120)
+    sex: Literal["female", "male", "other", "unknown"] | None = None
+
+
+class Headache(_FactModel):
+    laterality: Literal["unilateral", "bilateral"] | None = None
+    side_locked: Bool | None = Field(None, description="always on the same side, never shifts")
+    starts_in_neck: Bool | None = Field(
+        None, description="pain begins in the neck / occipital region"
+    )
+    radiates_oculo_fronto_temporal: Bool | None = Field(
+        None, description="spreads to the eye, forehead or temple on that side"
+    )
+    provoked_by_neck_movement: Bool | None = None
+    provoked_by_sustained_posture: Bool | None = Field(
+        None, description="posture alone does not satisfy the movement criterion"
+    )
+    provoked_by_occipital_pressure: Bool | None = Field(
+        None, description="external pressure over the upper neck / occiput"
+    )
+    provoked_by_cough_or_strain: Bool | None = Field(None, description="Valsalva-type provocation")
+    onset: Literal["gradual", "sudden"] | None = Field(
+        None, description="sudden = thunderclap, peak within a minute"
+    )
+    intensity: Literal["mild", "moderate", "severe"] | None = None
+    pulsating: Bool | None = None
+    pressing_tightening: Bool | None = None
+    aggravated_by_routine_activity: Bool | None = Field(
+        None, description="e.g. walking, climbing stairs"
+    )
+    nausea_or_vomiting: Bool | None = None
+    photophobia: Bool | None = None
+    phonophobia: Bool | None = None
+    attack_duration_hours: _number(gt=0, le=720) | None = Field(
+        None, description="typical untreated attack"
+    )
+    attack_count: _integer(ge=0) | None = Field(None, description="attacks of this kind so far")
+    tension_type_features_prominent: Bool | None = Field(
+        None,
+        description="clinician's judgement that tension-type features coexist and are prominent",
+    )
+    improvement_lying_down_pct: _number(ge=0, le=100) | None = Field(
+        None, description="how much the headache improves after lying flat"
+    )
+    improvement_lying_down_within_hours: _number(ge=0, le=72) | None = Field(
+        None, description="how soon that improvement comes"
+    )
+
+
+class CervicalExam(_FactModel):
+    rom_reduced: Bool | None = None
+    myofascial_sensitivity: Bool | None = None
+    cervical_spine_tenderness: Bool | None = None
+    paraspinal_tenderness: Bool | None = None
+    suboccipital_tenderness: Bool | None = None
+
+
+class OrthostaticVitals(_FactModel):
+    """The lying-to-standing test. Integers keep the threshold arithmetic exact."""
+
+    supine_hr_bpm: _integer(ge=20, le=250)
+    standing_hr_bpm: _integer(ge=20, le=250)
+    supine_sbp_mmhg: _integer(ge=40, le=300)
+    standing_sbp_mmhg: _integer(ge=40, le=300)
+    supine_dbp_mmhg: _integer(ge=20, le=200)
+    standing_dbp_mmhg: _integer(ge=20, le=200)
+
+    def field_violations(self) -> list[tuple[str, str]]:
+        return [
+            (f"{posture}_dbp_mmhg", f"{posture} diastolic must be below {posture} systolic")
+            for posture, dbp, sbp in (
+                ("supine", self.supine_dbp_mmhg, self.supine_sbp_mmhg),
+                ("standing", self.standing_dbp_mmhg, self.standing_sbp_mmhg),
+            )
+            if dbp >= sbp
+        ]
+
+
+class RedFlags(_FactModel):
+    horner_syndrome: Bool | None = None
+    focal_neurological_deficit: Bool | None = None
+    recent_neck_trauma: Bool | None = Field(
+        None, description="including recent cervical manipulation"
+    )
+    fever_or_systemic_illness: Bool | None = None
+    cancer_history: Bool | None = None
+    papilledema: Bool | None = None
+    progressive_worsening: Bool | None = None
+    pregnancy_or_postpartum: Bool | None = None
+    immunosuppression: Bool | None = None
+    new_onset_after_50: Bool | None = Field(
+        None, description='the headache first began after age 50 (SNNOOP10 "older age")'
+    )
+
+
+class Imaging(_FactModel):
+    modality: Literal["mri", "ct", "xray"]
+    region: Literal["cervical_spine", "brain"]
+    finding: Literal["normal", "degenerative_changes", "structural_lesion", "chiari_malformation"]
+
+
+PhysicalTherapyComponent = Literal["manual_therapy", "strengthening", "motor_control"]
+
+
+class Treatment(_FactModel):
+    kind: Literal[
+        "physical_therapy",
+        "aerobic_exercise",
+        "greater_occipital_nerve_block",
+        "facet_joint_injection",
+        "cervical_epidural_steroid_injection",
+        "amitriptyline",
+    ]
+    weeks: _number(ge=0, le=520) | None = Field(None, description="time on this treatment so far")
+    sessions: _integer(ge=0) | None = Field(None, description="injections / blocks given")
+    components: list[PhysicalTherapyComponent] | None = Field(
+        None, description="physical therapy only; rejected on other kinds"
+    )
+    response: Literal["pending", "inadequate", "adequate"]
+
+    def field_violations(self) -> list[tuple[str, str]]:
+        if self.components is not None and self.kind != "physical_therapy":
+            return [("components", "components are allowed on physical_therapy only")]
+        return []
+
+
+@dataclass(frozen=True)
+class FactType:
+    name: str
+    model: type[_FactModel]
+    singleton: bool
+    description: str
+
+
+FACT_TYPES: dict[str, FactType] = {
+    t.name: t
+    for t in (
+        FactType("patient", Patient, True, "The patient (at most one)."),
+        FactType("headache", Headache, True, "The presenting headache (at most one)."),
+        FactType("cervical_exam", CervicalExam, True, "Cervical examination (at most one)."),
+        FactType(
+            "orthostatic_vitals",
+            OrthostaticVitals,
+            True,
+            "The lying-to-standing test (at most one).",
+        ),
+        FactType("red_flags", RedFlags, True, "Red-flag screen (at most one)."),
+        FactType("imaging", Imaging, False, "An imaging study (zero or more)."),
+        FactType("treatment", Treatment, False, "A treatment tried (zero or more; one per kind)."),
+    )
+}
+
+
+@dataclass(frozen=True)
+class FactIn:
+    """A fact as a client sent it, before validation."""
+
+    id: str
+    type: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A validated fact: `value` is an instance of its type's model."""
+
+    id: str
+    type: str
+    value: _FactModel
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: `field` is the path in the request, e.g. `facts[2].fields.weeks`."""
+
+    field: str
+    description: str
+
+
+class InvalidFacts(Exception):
+    """Raised when a request breaks the fact contract; nothing of it is evaluated."""
+
+    def __init__(self, reason: str, violations: Sequence[Violation]) -> None:
+        self.reason = reason
+        self.violations = tuple(violations)
+        super().__init__(f"{reason}: {len(self.violations)} violation(s)")
+
+
+def fact_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every fact type's `fields`, as published by the API."""
+    schemas = {}
+    for name, fact_type in FACT_TYPES.items():
+        schema = fact_type.model.model_json_schema()
+        schema["title"] = name
+        schema["description"] = fact_type.description
+        schemas[name] = schema
+    return schemas
+
+
+def _describe(error: Any) -> str:
+    """A pydantic error as a description that never contains the input value."""
+    kind = error["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    message: str = error["msg"]
+    return (
+        "must" + message.removeprefix("Input should")
+        if message.startswith("Input should")
+        else message
+    )
+
+
+def _path(prefix: str, loc: Sequence[str | int]) -> str:
+    path = prefix
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _validate_one(index: int, raw: FactIn) -> tuple[Fact | None, list[Violation]]:
+    prefix = f"facts[{index}]"
+    violations = []
+    if not isinstance(raw.id, str) or not FACT_ID_PATTERN.match(raw.id):
+        violations.append(
+            Violation(
+                f"{prefix}.id", "must be 1-64 characters of letters, digits, '.', '_', '-', ':'"
+            )
+        )
+    fact_type = FACT_TYPES.get(raw.type)
+    if fact_type is None:
+        allowed = ", ".join(FACT_TYPES)
+        violations.append(
+            Violation(f"{prefix}.type", f"unknown fact type; expected one of: {allowed}")
+        )
+        return None, violations
+    fields = {key: value for key, value in raw.fields.items() if value is not None}
+    try:
+        value = fact_type.model.model_validate(fields)
+    except ValidationError as error:
+        violations.extend(
+            Violation(_path(f"{prefix}.fields", e["loc"]), _describe(e)) for e in error.errors()
+        )
+        return None, violations
+    violations.extend(
+        Violation(f"{prefix}.fields.{field}", description)
+        for field, description in value.field_violations()
+    )
+    return Fact(raw.id, raw.type, value), violations
+
+
+def _duplicate_id_violations(raw_facts: Sequence[FactIn]) -> list[Violation]:
+    violations = []
+    first: dict[str, int] = {}
+    for index, raw in enumerate(raw_facts):
+        if raw.id in first:
+            violations.append(
+                Violation(
+                    f"facts[{index}].id",
+                    f"duplicate fact id '{raw.id}' (first used by facts[{first[raw.id]}])",
+                )
+            )
+        elif isinstance(raw.id, str) and FACT_ID_PATTERN.match(raw.id):
+            first[raw.id] = index
+    return violations
+
+
+def _cardinality_violations(facts: Sequence[tuple[int, Fact]]) -> list[Violation]:
+    """A second fact of a singleton type, a second treatment of one kind."""
+    violations = []
+    first: dict[tuple[str, str], int] = {}
+    for index, fact in facts:
+        if FACT_TYPES[fact.type].singleton:
+            key, path = (fact.type, ""), "type"
+            rule = f"at most one '{fact.type}' fact is allowed"
+        elif isinstance(fact.value, Treatment):
+            key, path = (fact.type, fact.value.kind), "fields.kind"
+            rule = f"at most one treatment of kind '{fact.value.kind}' is allowed"
+        else:
+            continue
+        if key in first:
+            violations.append(
+                Violation(
+                    f"facts[{index}].{path}",
+                    f"{rule} (fact '{fact.id}' repeats facts[{first[key]}])",
+                )
+            )
+        else:
+            first[key] = index
+    return violations
+
+
+def validate_facts(
+    raw_facts: Sequence[FactIn], max_facts: int = MAX_FACTS_PER_REQUEST
+) -> list[Fact]:
+    """Validate a whole request; raise `InvalidFacts` listing every violation."""
+    if len(raw_facts) > max_facts:
+        raise InvalidFacts(
+            REASON_LIMIT_EXCEEDED,
+            [Violation("facts", f"at most {max_facts} facts per request")],
+        )
+    violations: list[Violation] = []
+    valid: list[tuple[int, Fact]] = []
+    for index, raw in enumerate(raw_facts):
+        fact, fact_violations = _validate_one(index, raw)
+        violations.extend(fact_violations)
+        if fact is not None:
+            valid.append((index, fact))
+    violations.extend(_duplicate_id_violations(raw_facts))
+    violations.extend(_cardinality_violations(valid))
+    if violations:
+        raise InvalidFacts(REASON_FACT_INVALID, violations)
+    return [fact for _, fact in valid]
