@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from kb.facts import Fact
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     DIAGNOSIS_SUPPORTED = "DIAGNOSIS_SUPPORTED"
     MIMIC_SUSPECTED = "MIMIC_SUSPECTED"
     NEXT_TREATMENT_STEP = "NEXT_TREATMENT_STEP"
@@ -24,13 +24,13 @@ class Kind(str, Enum):
     INFORMATION_NEEDED = "INFORMATION_NEEDED"
 
 
-class Urgency(str, Enum):
+class Urgency(StrEnum):
     ROUTINE = "ROUTINE"
     URGENT = "URGENT"
     EMERGENT = "EMERGENT"
 
 
-class Certainty(str, Enum):
+class Certainty(StrEnum):
     HIGH = "high"
     MODERATE = "moderate"
     LOW = "low"
