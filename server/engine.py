@@ -1,0 +1,97 @@
+"""The engine wrapper: one thread owns the process's rules engine.
+
+durable_rules must never see two threads at once (it is not thread-safe and
+keeps process-wide C state), while gRPC serves each call on a pool thread. So
+calls hand their facts to the engine thread and read back a per-call queue:
+conclusions arrive as each stage completes, which lets `Evaluate` stream them
+while the engine is still working. More cores mean more processes, not threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from kb.engine import EngineFailure, EvaluationCancelled, EvaluationResult, RulesEngine
+from kb.facts import Fact
+from kb.model import Conclusion
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class _Job:
+    facts: Sequence[Fact]
+    should_stop: Callable[[], bool]
+    results: queue.SimpleQueue[Conclusion | EvaluationResult | BaseException]
+
+
+class EngineWorker:
+    """Runs evaluations one at a time on a dedicated thread, in arrival order."""
+
+    def __init__(self, engine_factory: Callable[[], RulesEngine] = RulesEngine) -> None:
+        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._ready = threading.Event()
+        self._load_error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._serve, args=(engine_factory,), name="rules-engine", daemon=True
+        )
+        self._thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the knowledge base is loaded; raise if loading failed."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError("knowledge base did not load in time")
+        if self._load_error is not None:
+            raise RuntimeError("knowledge base failed to load") from self._load_error
+
+    def _serve(self, engine_factory: Callable[[], RulesEngine]) -> None:
+        try:
+            engine = engine_factory()
+        except BaseException as error:
+            self._load_error = error
+            self._ready.set()
+            return
+        self._ready.set()
+        while (job := self._jobs.get()) is not _STOP:
+            assert isinstance(job, _Job)
+            if job.should_stop():
+                job.results.put(EvaluationCancelled())
+                continue
+            try:
+                job.results.put(
+                    engine.evaluate(job.facts, job.results.put, should_stop=job.should_stop)
+                )
+            except BaseException as error:
+                job.results.put(error)
+
+    def evaluate(
+        self, facts: Sequence[Fact], should_stop: Callable[[], bool]
+    ) -> Iterator[Conclusion | EvaluationResult]:
+        """Yield each conclusion as it is derived, then the `EvaluationResult`.
+
+        Raises `EngineFailure` or `EvaluationCancelled` from the engine thread.
+        """
+        if self._load_error is not None or not self._thread.is_alive():
+            raise EngineFailure("rules engine is not running")
+        results: queue.SimpleQueue[Conclusion | EvaluationResult | BaseException] = (
+            queue.SimpleQueue()
+        )
+        self._jobs.put(_Job(facts, should_stop, results))
+        while True:
+            item = results.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if isinstance(item, EvaluationResult):
+                return
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish queued evaluations, then end the engine thread."""
+        self._jobs.put(_STOP)
+        self._thread.join(timeout)

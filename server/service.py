@@ -1,0 +1,86 @@
+"""The servicer: maps the knowledge base to `cds.v1.DecisionSupportService`.
+
+Validation and conversion run on the gRPC pool thread; rules run on the engine
+thread (`EngineWorker`). Nothing here decides anything clinical.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import grpc
+
+import kb
+from cds.v1 import decision_support_pb2 as pb
+from cds.v1 import decision_support_pb2_grpc as pb_grpc
+from kb.engine import EvaluationCancelled, EvaluationResult
+from kb.facts import MAX_FACTS_PER_REQUEST, InvalidFacts, validate_facts
+from server import errors
+from server.convert import conclusion_to_proto, facts_from_proto, knowledge_base_to_proto
+from server.engine import EngineWorker
+
+log = logging.getLogger(__name__)
+
+
+def _abort(context: grpc.ServicerContext, status: grpc.Status) -> NoReturn:
+    context.abort_with_status(status)
+    raise AssertionError("abort_with_status returned")  # it always raises
+
+
+class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
+    def __init__(self, worker: EngineWorker, max_facts: int = MAX_FACTS_PER_REQUEST) -> None:
+        self._worker = worker
+        self._max_facts = max_facts
+        self._knowledge_base = knowledge_base_to_proto()
+
+    def Evaluate(
+        self, request: pb.EvaluateRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.EvaluateResponse]:
+        try:
+            facts = validate_facts(facts_from_proto(request.facts), self._max_facts)
+        except InvalidFacts as error:
+            log.info("evaluate rejected: %s, %d violation(s)", error.reason, len(error.violations))
+            _abort(context, errors.invalid_facts(error))
+        try:
+            for item in self._worker.evaluate(facts, should_stop=lambda: not context.is_active()):
+                if isinstance(item, EvaluationResult):
+                    yield pb.EvaluateResponse(
+                        summary=pb.EvaluationSummary(
+                            conclusion_count=len(item.conclusions),
+                            rules_fired=item.rules_fired,
+                            knowledge_base_version=kb.VERSION,
+                        )
+                    )
+                else:
+                    yield pb.EvaluateResponse(conclusion=conclusion_to_proto(item))
+        except EvaluationCancelled:
+            log.info("evaluate stopped: call cancelled or deadline passed")
+        except Exception as error:
+            correlation_id = uuid.uuid4().hex
+            # The type and the stack, not the message: messages may carry fact values.
+            log.error(
+                "evaluate failed: %s (correlation id %s)\n%s",
+                type(error).__name__,
+                correlation_id,
+                "".join(traceback.format_tb(error.__traceback__)),
+            )
+            _abort(context, errors.engine_failure(correlation_id))
+
+    def GetKnowledgeBase(
+        self, request: pb.GetKnowledgeBaseRequest, context: grpc.ServicerContext
+    ) -> pb.GetKnowledgeBaseResponse:
+        return self._knowledge_base
+
+    def StreamSession(
+        self, request_iterator: Iterator[pb.StreamSessionRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.StreamSessionResponse]:
+        _abort(context, errors.not_implemented("StreamSession"))
+
+    def DeleteSession(
+        self, request: pb.DeleteSessionRequest, context: Any
+    ) -> pb.DeleteSessionResponse:
+        _abort(context, errors.not_implemented("DeleteSession"))
