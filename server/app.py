@@ -51,9 +51,14 @@ class RunningServer:
         self.worker.stop()
 
 
-def create_server(config: ServerConfig = ServerConfig()) -> RunningServer:
-    """Start serving on `config.host:config.port` (0 picks a free port)."""
-    worker = EngineWorker()
+def create_server(
+    config: ServerConfig = ServerConfig(), worker: EngineWorker | None = None
+) -> RunningServer:
+    """Start serving on `config.host:config.port` (0 picks a free port).
+
+    Health reports SERVING only once the knowledge base has loaded.
+    """
+    worker = worker or EngineWorker()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads))
     health_servicer = health.HealthServicer()
     for name in ("", SERVICE_NAME):

@@ -92,5 +92,7 @@ def check(scenario: Scenario, conclusions: Sequence[Conclusion]) -> list[str]:
         for key, values in expected.items():
             actual = getattr(conclusion.provenance, key)
             if tuple(actual) != tuple(values):
-                problems.append(f"provenance of {code}: {key} is {list(actual)}, not {list(values)}")
+                problems.append(
+                    f"provenance of {code}: {key} is {list(actual)}, not {list(values)}"
+                )
     return problems

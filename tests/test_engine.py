@@ -1,0 +1,188 @@
+"""The engine's traps (shared/notes/durable-rules.md), each shown handled."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+import pytest
+
+from kb.engine import (
+    BEGIN,
+    DONE,
+    EngineFailure,
+    EvaluationCancelled,
+    RulesEngine,
+    _QuietHost,
+)
+from kb.facts import MAX_FACTS_PER_REQUEST, Fact, FactIn, validate_facts
+from kb.model import Stage
+from kb.scenarios import load_scenarios
+
+HEADACHE = FactIn(
+    "h",
+    "headache",
+    {
+        "laterality": "unilateral",
+        "side_locked": True,
+        "starts_in_neck": True,
+        "radiates_oculo_fronto_temporal": True,
+        "provoked_by_neck_movement": True,
+    },
+)
+EXAM = FactIn("x", "cervical_exam", {"rom_reduced": True, "suboccipital_tenderness": True})
+PATIENT = FactIn("p", "patient", {"age_years": 41})
+
+
+def fnv1a_32(text: str) -> int:
+    """durable_rules' fnv1Hash32 (src/rules/state.c), which keys facts by id."""
+    value = 0x811C9DC5
+    for byte in text.encode("ascii"):
+        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
+    return value
+
+
+def codes(engine: RulesEngine, facts: list[FactIn]) -> list[str]:
+    return [c.code for c in engine.evaluate(validate_facts(facts)).conclusions]
+
+
+def test_engine_ids_have_distinct_32_bit_hashes(engine: RulesEngine) -> None:
+    """Facts are matched by hash without a string compare: ids must never collide."""
+    ids = [f"f{i}" for i in range(20 * MAX_FACTS_PER_REQUEST)]
+    ids += [f"c{i}" for i in range(1, len(engine.rules) + 1)]
+    ids += [f"s{i}" for i in range(BEGIN, DONE + 1)]
+    assert len({fnv1a_32(i) for i in ids}) == len(ids)
+
+
+def test_host_never_starts_the_racing_dispatch_threads() -> None:
+    before = {thread.ident for thread in threading.enumerate()}
+    _QuietHost()
+    after = {thread.ident for thread in threading.enumerate()}
+    assert after == before
+
+
+def test_an_evaluation_that_derives_nothing_is_clean(engine: RulesEngine) -> None:
+    """delete_state crashes the process on a sid where no action ran."""
+    assert codes(engine, []) == []
+    assert (
+        codes(
+            engine,
+            [FactIn("i", "imaging", {"modality": "ct", "region": "brain", "finding": "normal"})],
+        )
+        == []
+    )
+
+
+def test_more_evaluations_than_live_sids_allow(engine: RulesEngine) -> None:
+    """At most 1,024 live sids: each evaluation's sid must be deleted."""
+    facts = validate_facts([HEADACHE, EXAM, PATIENT])
+    for _ in range(1500):
+        result = engine.evaluate(facts)
+    assert "dx.cervicogenic_headache_supported" in [c.code for c in result.conclusions]
+
+
+@pytest.mark.parametrize("tiny", [5e-05, 1e-300, 4.9e-324])
+def test_tiny_numbers_do_not_crash_the_engine(engine: RulesEngine, tiny: float) -> None:
+    """Exponent notation crashes the engine's JSON parser; 0 < x < 1e-4 is sent as 1e-4."""
+    treatment = FactIn(
+        "t", "treatment", {"kind": "physical_therapy", "weeks": tiny, "response": "pending"}
+    )
+    found = codes(engine, [HEADACHE, EXAM, PATIENT, treatment])
+    assert "step.continue_physical_therapy" in found
+
+
+def test_largest_integer_reaches_the_engine_intact(engine: RulesEngine) -> None:
+    block = FactIn(
+        "b",
+        "treatment",
+        {"kind": "greater_occipital_nerve_block", "sessions": 2**53 - 1, "response": "pending"},
+    )
+    assert "caution.repeated_occipital_blocks" in codes(engine, [block])
+
+
+def test_should_stop_cancels_between_stages_and_releases_the_sid(engine: RulesEngine) -> None:
+    facts = validate_facts([HEADACHE, EXAM, PATIENT])
+    polls = []
+
+    def stop_after_first_stage() -> bool:
+        polls.append(1)
+        return len(polls) > 1
+
+    seen = []
+    with pytest.raises(EvaluationCancelled):
+        engine.evaluate(facts, on_conclusion=seen.append, should_stop=stop_after_first_stage)
+    assert [c.code for c in seen] == ["dx.cervicogenic_headache_supported"]
+    assert len(polls) == 2
+    assert "step.physical_therapy" in codes(engine, [HEADACHE, EXAM, PATIENT])
+
+
+class _ActionRaises(RulesEngine):
+    """An action whose exception durable_rules would swallow into the state."""
+
+    def _fire_action(self, rule: Any) -> Any:
+        def action(closure: Any) -> None:
+            raise RuntimeError("boom")
+
+        return action
+
+
+class _AssertFails(RulesEngine):
+    """Chaining fails inside an action (like an unhandled conclusion fact)."""
+
+    def _fire(self, rule: Any, closure: Any) -> None:
+        def refuse(fact: dict[str, Any]) -> None:
+            raise RuntimeError("refused")
+
+        closure.assert_fact = refuse
+        super()._fire(rule, closure)
+
+
+@pytest.mark.parametrize("engine_class", [_ActionRaises, _AssertFails])
+def test_swallowed_errors_fail_the_evaluation(engine_class: type[RulesEngine]) -> None:
+    broken = engine_class()
+    with pytest.raises(EngineFailure):
+        broken.evaluate(validate_facts([HEADACHE, EXAM, PATIENT]))
+
+
+def test_engine_failure_message_has_no_fact_values() -> None:
+    sentinel = FactIn(
+        "b",
+        "treatment",
+        {"kind": "greater_occipital_nerve_block", "sessions": 987654321, "response": "pending"},
+    )
+    with pytest.raises(EngineFailure) as raised:
+        _AssertFails().evaluate(validate_facts([sentinel]))
+    assert "987654321" not in str(raised.value)
+
+
+def test_stages_are_all_used_and_ordered(engine: RulesEngine) -> None:
+    assert sorted({rule.stage for rule in engine.rules}) == list(Stage)
+
+
+def _patients() -> list[list[Fact]]:
+    return [validate_facts(list(s.facts)) for s in load_scenarios() if not s.error and s.facts]
+
+
+def test_concurrent_callers_get_their_sequential_answers(engine: RulesEngine) -> None:
+    """32 threads x 625 evaluations = 20,000: each equal to its sequential answer."""
+    patients = _patients()
+    expected = [engine.evaluate(facts).conclusions for facts in patients]
+    failures: list[str] = []
+
+    def caller(seed: int) -> None:
+        chooser = random.Random(seed)
+        for _ in range(625):
+            index = chooser.randrange(len(patients))
+            try:
+                if engine.evaluate(patients[index]).conclusions != expected[index]:
+                    failures.append(f"patient {index}: different answer")
+            except Exception as error:
+                failures.append(f"patient {index}: {type(error).__name__}")
+
+    threads = [threading.Thread(target=caller, args=(seed,)) for seed in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
