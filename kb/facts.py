@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -25,7 +26,7 @@ from pydantic_core import PydanticCustomError
 # represents exactly; also keeps values far inside the engine's 64-bit limit.
 MAX_EXACT_INTEGER = 2**53 - 1
 MAX_FACTS_PER_REQUEST = 500
-FACT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+FACT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # used with fullmatch
 
 REASON_FACT_INVALID = "FACT_INVALID"
 REASON_LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
@@ -35,6 +36,13 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise PydanticCustomError("finite_number", "must be a finite number")
     return value
+
+
+def _finite_number(value: Any) -> float | None:
+    """`value` if it is a usable number (not a bool, NaN or infinity), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
 
 
 def _exact_integer(value: Any) -> Any:
@@ -63,8 +71,13 @@ class _FactModel(BaseModel):
         extra="forbid", strict=True, allow_inf_nan=False, frozen=True, validate_default=False
     )
 
-    def field_violations(self) -> list[tuple[str, str]]:
-        """Rules across fields of one fact: (field name, description) pairs."""
+    @classmethod
+    def field_violations(cls, fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Rules across fields of one fact, as (field name, description) pairs.
+
+        Checked on the raw fields that are valid on their own, so they are
+        reported alongside any other violation of the same fact.
+        """
         return []
 
 
@@ -136,15 +149,17 @@ class OrthostaticVitals(_FactModel):
     supine_dbp_mmhg: _integer(ge=20, le=200)
     standing_dbp_mmhg: _integer(ge=20, le=200)
 
-    def field_violations(self) -> list[tuple[str, str]]:
-        return [
-            (f"{posture}_dbp_mmhg", f"{posture} diastolic must be below {posture} systolic")
-            for posture, dbp, sbp in (
-                ("supine", self.supine_dbp_mmhg, self.supine_sbp_mmhg),
-                ("standing", self.standing_dbp_mmhg, self.standing_sbp_mmhg),
-            )
-            if dbp >= sbp
-        ]
+    @classmethod
+    def field_violations(cls, fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+        violations = []
+        for posture in ("supine", "standing"):
+            dbp = _finite_number(fields.get(f"{posture}_dbp_mmhg"))
+            sbp = _finite_number(fields.get(f"{posture}_sbp_mmhg"))
+            if dbp is not None and sbp is not None and dbp >= sbp:
+                violations.append(
+                    (f"{posture}_dbp_mmhg", f"{posture} diastolic must be below {posture} systolic")
+                )
+        return violations
 
 
 class RedFlags(_FactModel):
@@ -171,17 +186,19 @@ class Imaging(_FactModel):
 
 
 PhysicalTherapyComponent = Literal["manual_therapy", "strengthening", "motor_control"]
+TreatmentKind = Literal[
+    "physical_therapy",
+    "aerobic_exercise",
+    "greater_occipital_nerve_block",
+    "facet_joint_injection",
+    "cervical_epidural_steroid_injection",
+    "amitriptyline",
+]
+TREATMENT_KINDS: tuple[str, ...] = typing.get_args(TreatmentKind)
 
 
 class Treatment(_FactModel):
-    kind: Literal[
-        "physical_therapy",
-        "aerobic_exercise",
-        "greater_occipital_nerve_block",
-        "facet_joint_injection",
-        "cervical_epidural_steroid_injection",
-        "amitriptyline",
-    ]
+    kind: TreatmentKind
     weeks: _number(ge=0, le=520) | None = Field(None, description="time on this treatment so far")
     sessions: _integer(ge=0) | None = Field(None, description="injections / blocks given")
     components: list[PhysicalTherapyComponent] | None = Field(
@@ -189,8 +206,10 @@ class Treatment(_FactModel):
     )
     response: Literal["pending", "inadequate", "adequate"]
 
-    def field_violations(self) -> list[tuple[str, str]]:
-        if self.components is not None and self.kind != "physical_therapy":
+    @classmethod
+    def field_violations(cls, fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+        kind = fields.get("kind")
+        if "components" in fields and kind in TREATMENT_KINDS and kind != "physical_therapy":
             return [("components", "components are allowed on physical_therapy only")]
         return []
 
@@ -293,7 +312,7 @@ def _path(prefix: str, loc: Sequence[str | int]) -> str:
 def _validate_one(index: int, raw: FactIn) -> tuple[Fact | None, list[Violation]]:
     prefix = f"facts[{index}]"
     violations = []
-    if not isinstance(raw.id, str) or not FACT_ID_PATTERN.match(raw.id):
+    if not isinstance(raw.id, str) or not FACT_ID_PATTERN.fullmatch(raw.id):
         violations.append(
             Violation(
                 f"{prefix}.id", "must be 1-64 characters of letters, digits, '.', '_', '-', ':'"
@@ -306,19 +325,35 @@ def _validate_one(index: int, raw: FactIn) -> tuple[Fact | None, list[Violation]
             Violation(f"{prefix}.type", f"unknown fact type; expected one of: {allowed}")
         )
         return None, violations
-    fields = {key: value for key, value in raw.fields.items() if value is not None}
+    model = fact_type.model
+    # null means absent for known fields; an unknown field is an error even when null.
+    fields = {
+        key: value
+        for key, value in raw.fields.items()
+        if value is not None or key not in model.model_fields
+    }
     try:
-        value = fact_type.model.model_validate(fields)
+        value = model.model_validate(fields)
     except ValidationError as error:
+        errors = error.errors()
+        invalid = {e["loc"][0] for e in errors if e["loc"]}
+        valid_fields = {key: item for key, item in fields.items() if key not in invalid}
         violations.extend(
-            Violation(_path(f"{prefix}.fields", e["loc"]), _describe(e)) for e in error.errors()
+            Violation(_path(f"{prefix}.fields", e["loc"]), _describe(e)) for e in errors
         )
+        violations.extend(_cross_field(prefix, model, valid_fields))
         return None, violations
-    violations.extend(
+    violations.extend(_cross_field(prefix, model, fields))
+    return (None if violations else Fact(raw.id, raw.type, value)), violations
+
+
+def _cross_field(
+    prefix: str, model: type[_FactModel], fields: Mapping[str, Any]
+) -> list[Violation]:
+    return [
         Violation(f"{prefix}.fields.{field}", description)
-        for field, description in value.field_violations()
-    )
-    return Fact(raw.id, raw.type, value), violations
+        for field, description in model.field_violations(fields)
+    ]
 
 
 def _duplicate_id_violations(raw_facts: Sequence[FactIn]) -> list[Violation]:
@@ -332,30 +367,33 @@ def _duplicate_id_violations(raw_facts: Sequence[FactIn]) -> list[Violation]:
                     f"duplicate fact id '{raw.id}' (first used by facts[{first[raw.id]}])",
                 )
             )
-        elif isinstance(raw.id, str) and FACT_ID_PATTERN.match(raw.id):
+        elif isinstance(raw.id, str) and FACT_ID_PATTERN.fullmatch(raw.id):
             first[raw.id] = index
     return violations
 
 
-def _cardinality_violations(facts: Sequence[tuple[int, Fact]]) -> list[Violation]:
-    """A second fact of a singleton type, a second treatment of one kind."""
+def _cardinality_violations(raw_facts: Sequence[FactIn]) -> list[Violation]:
+    """A second fact of a singleton type, a second treatment of one kind.
+
+    Judged on type and kind alone, so a repeat is reported even when one of the
+    facts has other errors. The kind is not named: it is a field value.
+    """
     violations = []
     first: dict[tuple[str, str], int] = {}
-    for index, fact in facts:
-        if FACT_TYPES[fact.type].singleton:
-            key, path = (fact.type, ""), "type"
-            rule = f"at most one '{fact.type}' fact is allowed"
-        elif isinstance(fact.value, Treatment):
-            key, path = (fact.type, fact.value.kind), "fields.kind"
-            rule = f"at most one treatment of kind '{fact.value.kind}' is allowed"
+    for index, raw in enumerate(raw_facts):
+        fact_type = FACT_TYPES.get(raw.type)
+        kind = raw.fields.get("kind")
+        if fact_type is not None and fact_type.singleton:
+            key, path = (raw.type, ""), "type"
+            rule = f"at most one '{raw.type}' fact is allowed"
+        elif raw.type == "treatment" and kind in TREATMENT_KINDS:
+            key, path = (raw.type, kind), "fields.kind"
+            rule = "at most one treatment of each kind is allowed"
         else:
             continue
         if key in first:
             violations.append(
-                Violation(
-                    f"facts[{index}].{path}",
-                    f"{rule} (fact '{fact.id}' repeats facts[{first[key]}])",
-                )
+                Violation(f"facts[{index}].{path}", f"{rule}; this repeats facts[{first[key]}]")
             )
         else:
             first[key] = index
@@ -372,14 +410,14 @@ def validate_facts(
             [Violation("facts", f"at most {max_facts} facts per request")],
         )
     violations: list[Violation] = []
-    valid: list[tuple[int, Fact]] = []
+    valid: list[Fact] = []
     for index, raw in enumerate(raw_facts):
         fact, fact_violations = _validate_one(index, raw)
         violations.extend(fact_violations)
         if fact is not None:
-            valid.append((index, fact))
+            valid.append(fact)
     violations.extend(_duplicate_id_violations(raw_facts))
-    violations.extend(_cardinality_violations(valid))
+    violations.extend(_cardinality_violations(raw_facts))
     if violations:
         raise InvalidFacts(REASON_FACT_INVALID, violations)
-    return [fact for _, fact in valid]
+    return valid
