@@ -36,7 +36,7 @@ run: $(STAMP)
 	$(PY) -m server --port $(PORT)
 
 demo: $(STAMP)
-	$(PY) -m client.demo
+	$(PY) examples/demo.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

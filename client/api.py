@@ -1,0 +1,322 @@
+"""A thin typed client for `cds.v1.DecisionSupportService`.
+
+The client owns the seam between the wire and the caller: callers pass facts as
+plain mappings and get frozen dataclasses back, so no caller builds or reads a
+protobuf message for `Evaluate`. `GetKnowledgeBase` is returned as its message
+because it is a catalogue to browse or dump, not something code branches on.
+
+Errors, all raised from the `grpc.RpcError` that caused them:
+
+    CdsError              any failed call; carries the status code, the server's
+    |                     message and the rich details (ErrorInfo reason,
+    |                     BadRequest field violations)
+    +-- CdsUnavailable    UNAVAILABLE: the server is unreachable or shutting down;
+                          worth a retry, unlike a rejected request
+
+A fact that cannot be put on the wire at all (not a mapping, no id, a value
+`Struct` cannot carry) raises `ValueError` before any call is made. Whether a
+fact is *valid* is the server's decision: the client never second-guesses the
+published vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+from google.protobuf import struct_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from cds.v1 import decision_support_pb2 as pb
+from cds.v1 import decision_support_pb2_grpc as pb_grpc
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "DEFAULT_TIMEOUT",
+    "CdsClient",
+    "CdsError",
+    "CdsUnavailable",
+    "Conclusion",
+    "Summary",
+    "conclusion_from_proto",
+    "error_from_rpc",
+    "fact_to_proto",
+    "kind_name",
+    "summary_from_proto",
+    "urgency_name",
+]
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+# Evaluations are fast (milliseconds); the deadline exists so that a stuck
+# server or network never hangs a caller, not to bound real work.
+DEFAULT_TIMEOUT = 10.0
+
+_KIND_PREFIX = "CONCLUSION_KIND_"
+_URGENCY_PREFIX = "URGENCY_"
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    """One derived conclusion with its provenance, flattened for easy reading.
+
+    `kind` and `urgency` are the enum names without their prefix
+    ("MIMIC_SUSPECTED", "EMERGENT"), so they read well in logs and compare
+    as plain strings.
+    """
+
+    code: str
+    kind: str
+    urgency: str
+    title: str
+    detail: str
+    rule_id: str
+    ruleset: str
+    fact_ids: tuple[str, ...]
+    derived_from: tuple[str, ...]
+    citation_ids: tuple[str, ...]
+    evidence_note: str
+    certainty: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The closing event of an evaluation; its arrival means the stream is complete."""
+
+    conclusion_count: int
+    rules_fired: int
+    knowledge_base_version: str
+
+
+class CdsError(Exception):
+    """A call failed; `str()` gives one line for the status, one per violation.
+
+    `code` is the gRPC status code name ("INVALID_ARGUMENT"), `reason` the
+    machine-readable `google.rpc.ErrorInfo.reason` when the server sent one,
+    `violations` the `(field, description)` pairs of a `google.rpc.BadRequest`.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        reason: str | None = None,
+        violations: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.reason = reason
+        self.violations: tuple[tuple[str, str], ...] = tuple(violations)
+        super().__init__(code, message, reason, self.violations)
+
+    def __str__(self) -> str:
+        head = f"{self.code}: {self.message}" if self.message else self.code
+        if self.reason and self.reason not in self.message:
+            head += f" (reason: {self.reason})"
+        return "\n".join([head, *(f"  {field}: {text}" for field, text in self.violations)])
+
+
+class CdsUnavailable(CdsError):
+    """The server could not be reached, or is shutting down (status UNAVAILABLE)."""
+
+
+def fact_to_proto(fact: Mapping[str, Any], index: int = 0) -> pb.Fact:
+    """Build a `pb.Fact` from `{"id": ..., "type": ..., "fields": {...}}`.
+
+    Only the shape is checked here; `index` names the fact in error messages the
+    same way the server does (`facts[2]`). Numbers become doubles, as `Struct`
+    carries every number; the server accepts 40.0 where an integer is expected.
+    """
+    where = f"facts[{index}]"
+    if not isinstance(fact, Mapping):
+        raise ValueError(f"{where}: a fact must be an object with id, type and fields")
+    unknown = sorted(set(fact) - {"id", "type", "fields"})
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
+    fact_id, fact_type = fact.get("id"), fact.get("type")
+    if not isinstance(fact_id, str):
+        raise ValueError(f"{where}.id: must be a string")
+    if not isinstance(fact_type, str):
+        raise ValueError(f"{where}.type: must be a string")
+    fields = fact.get("fields")
+    if fields is None:
+        fields = {}
+    if not isinstance(fields, Mapping):
+        raise ValueError(f"{where}.fields: must be an object")
+    struct = struct_pb2.Struct()
+    try:
+        struct.update(fields)
+    except (TypeError, ValueError) as error:
+        # The value itself is never echoed: facts are health data.
+        raise ValueError(f"{where}.fields: holds a value JSON cannot represent") from error
+    return pb.Fact(id=fact_id, type=fact_type, fields=struct)
+
+
+def kind_name(value: int) -> str:
+    """The kind without its prefix, e.g. MIMIC_SUSPECTED.
+
+    A value newer than these stubs becomes KIND_<n> rather than failing the stream.
+    """
+    try:
+        return pb.ConclusionKind.Name(value).removeprefix(_KIND_PREFIX)
+    except ValueError:
+        return f"KIND_{value}"
+
+
+def urgency_name(value: int) -> str:
+    """The urgency without its prefix, e.g. EMERGENT; an unknown value becomes URGENCY_<n>."""
+    try:
+        return pb.Urgency.Name(value).removeprefix(_URGENCY_PREFIX)
+    except ValueError:
+        return f"URGENCY_{value}"
+
+
+def conclusion_from_proto(message: pb.Conclusion) -> Conclusion:
+    """Flatten a wire `Conclusion` and its `Provenance` into the dataclass."""
+    provenance = message.provenance
+    return Conclusion(
+        code=message.code,
+        kind=kind_name(message.kind),
+        urgency=urgency_name(message.urgency),
+        title=message.title,
+        detail=message.detail,
+        rule_id=provenance.rule_id,
+        ruleset=provenance.ruleset,
+        fact_ids=tuple(provenance.fact_ids),
+        derived_from=tuple(provenance.derived_from),
+        citation_ids=tuple(provenance.citation_ids),
+        evidence_note=provenance.evidence_note,
+        certainty=provenance.certainty,
+    )
+
+
+def summary_from_proto(message: pb.EvaluationSummary) -> Summary:
+    return Summary(
+        conclusion_count=message.conclusion_count,
+        rules_fired=message.rules_fired,
+        knowledge_base_version=message.knowledge_base_version,
+    )
+
+
+def error_from_rpc(error: grpc.RpcError) -> CdsError:
+    """Convert a failed call into a `CdsError`, reading the rich status if any.
+
+    A status that cannot be read (no trailing metadata, details inconsistent with
+    the call's own status) still yields a `CdsError` from the plain code and
+    message: a malformed detail must not hide the error it decorates.
+    """
+    code_attr = getattr(error, "code", None)
+    status_code = code_attr() if callable(code_attr) else None
+    code = status_code.name if isinstance(status_code, grpc.StatusCode) else "UNKNOWN"
+    details_attr = getattr(error, "details", None)
+    message = (details_attr() if callable(details_attr) else None) or ""
+
+    reason: str | None = None
+    violations: list[tuple[str, str]] = []
+    try:
+        status = rpc_status.from_call(error)
+    except (AttributeError, TypeError, ValueError):
+        status = None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            violations.extend((v.field, v.description) for v in bad_request.field_violations)
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason or None
+
+    cls = CdsUnavailable if status_code is grpc.StatusCode.UNAVAILABLE else CdsError
+    return cls(code, message, reason, violations)
+
+
+class CdsClient:
+    """A connection to the decision-support service.
+
+    Use it as a context manager so the channel is closed. A channel passed in
+    belongs to the caller and is left open; the client closes only a channel it
+    created. Every call carries a deadline: `timeout` seconds unless the call
+    says otherwise.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        timeout: float = DEFAULT_TIMEOUT,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive: every call needs a deadline")
+        self.target = target
+        self.timeout = timeout
+        self._owns_channel = channel is None
+        self._channel = grpc.insecure_channel(target) if channel is None else channel
+        self._stub = pb_grpc.DecisionSupportServiceStub(self._channel)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_channel:
+            self._channel.close()
+
+    def evaluate(
+        self, facts: Iterable[Mapping[str, Any]], *, timeout: float | None = None
+    ) -> Iterator[Conclusion | Summary]:
+        """Evaluate one complete set of facts; yield each event as it arrives.
+
+        Conclusions come first, then exactly one `Summary`. The facts are
+        converted now, so a malformed fact raises `ValueError` here rather than
+        on the first `next()`; the call itself starts when iteration does.
+        Abandoning the iterator cancels the call.
+        """
+        request = pb.EvaluateRequest(
+            facts=[fact_to_proto(fact, index) for index, fact in enumerate(facts)]
+        )
+        return self._stream_evaluation(request, self._deadline(timeout))
+
+    def knowledge_base(self, *, timeout: float | None = None) -> pb.GetKnowledgeBaseResponse:
+        """The knowledge base: version, rulesets and rules, codes, fact schemas, references."""
+        try:
+            return self._stub.GetKnowledgeBase(
+                pb.GetKnowledgeBaseRequest(), timeout=self._deadline(timeout)
+            )
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from error
+
+    def _deadline(self, timeout: float | None) -> float:
+        if timeout is None:
+            return self.timeout
+        if timeout <= 0:
+            raise ValueError("timeout must be positive: every call needs a deadline")
+        return timeout
+
+    def _stream_evaluation(
+        self, request: pb.EvaluateRequest, timeout: float
+    ) -> Iterator[Conclusion | Summary]:
+        call = self._stub.Evaluate(request, timeout=timeout)
+        try:
+            for response in call:
+                event = response.WhichOneof("event")
+                if event == "conclusion":
+                    yield conclusion_from_proto(response.conclusion)
+                elif event == "summary":
+                    yield summary_from_proto(response.summary)
+                # An event this client does not know yet (a newer server) is skipped.
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from error
+        finally:
+            # Frees the stream when the caller stops early; a no-op once finished.
+            call.cancel()

@@ -1,0 +1,312 @@
+"""Command line for the decision-support service.
+
+    python -m client [--target HOST:PORT] [--timeout S] evaluate FILE.json [--json] [--color]
+    python -m client [--target HOST:PORT] [--timeout S] kb [--json]
+
+FILE.json is `{"description": "...", "facts": [{"id": ..., "type": ..., "fields": {...}}]}`
+("description" is optional and printed as a header).
+
+Conclusions are printed as they arrive, so a slow evaluation shows its first
+findings at once. `--json` prints one JSON object per line for machines.
+
+Exit status: 0 success, 1 the input file is unusable, 2 the server rejected
+the request (the error and its field violations go to stderr), 3 the server
+is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from google.protobuf import json_format
+
+from client.api import (
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    CdsClient,
+    CdsError,
+    CdsUnavailable,
+    Conclusion,
+    Summary,
+    kind_name,
+    urgency_name,
+)
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 1
+EXIT_REJECTED = 2
+EXIT_UNREACHABLE = 3
+
+# The order a clinician reads them in: what it is, what else it could be, what
+# to do, what to watch out for, what is missing.
+KIND_ORDER = (
+    "DIAGNOSIS_SUPPORTED",
+    "MIMIC_SUSPECTED",
+    "NEXT_TREATMENT_STEP",
+    "CAUTION",
+    "INFORMATION_NEEDED",
+)
+_BOLD_RED = "\033[1;31m"
+_YELLOW = "\033[33m"
+_BOLD = "\033[1m"
+_RESET = "\033[0m"
+_URGENCY_STYLE = {"EMERGENT": _BOLD_RED, "URGENT": _YELLOW}
+_WIDTH = 100
+
+
+class InputFileError(ValueError):
+    """FILE.json cannot be read or does not have the documented shape."""
+
+
+@dataclass(frozen=True)
+class FactsFile:
+    description: str | None
+    facts: list[dict[str, Any]]
+
+
+def load_facts_file(path: str | os.PathLike[str]) -> FactsFile:
+    """Read and shape-check FILE.json; errors name the file and the place, never a value."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot read: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise InputFileError(f"{path}: not UTF-8 text") from error
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputFileError(
+            f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
+        ) from error
+    if not isinstance(document, dict):
+        raise InputFileError(f'{path}: expected an object with a "facts" list')
+    description = document.get("description")
+    if description is not None and not isinstance(description, str):
+        raise InputFileError(f'{path}: "description" must be a string')
+    facts = document.get("facts")
+    if not isinstance(facts, list):
+        raise InputFileError(f'{path}: expected "facts" to be a list of facts')
+    for index, fact in enumerate(facts):
+        if not isinstance(fact, dict):
+            raise InputFileError(f"{path}: facts[{index}] must be an object")
+    return FactsFile(description, facts)
+
+
+def _color_wanted(stream: TextIO, forced: bool) -> bool:
+    if forced:
+        return True
+    # https://no-color.org: any non-empty NO_COLOR disables colour by default.
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _Printer:
+    """Human-readable output; kept apart from the transport so it reads as a report."""
+
+    def __init__(self, out: TextIO, color: bool) -> None:
+        self.out = out
+        self.color = color
+
+    def _style(self, text: str, style: str | None) -> str:
+        return f"{style}{text}{_RESET}" if self.color and style else text
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def wrapped(self, text: str, indent: str = "    ", hanging: str = "") -> None:
+        for paragraph in text.splitlines() or [""]:
+            self.line(
+                textwrap.fill(
+                    paragraph, _WIDTH, initial_indent=indent, subsequent_indent=indent + hanging
+                )
+                or indent.rstrip()
+            )
+
+    def header(self, description: str) -> None:
+        for line in textwrap.wrap(description, _WIDTH) or [""]:
+            self.line(self._style(line, _BOLD))
+        self.line()
+
+    def conclusion(self, c: Conclusion) -> None:
+        label = c.kind.replace("_", " ")
+        urgency = self._style(c.urgency, _URGENCY_STYLE.get(c.urgency))
+        self.line(f"[{label}] {urgency}  {c.code}")
+        self.line(f"    {self._style(c.title, _BOLD)}")
+        self.wrapped(c.detail)
+        why = [
+            f"rule {c.rule_id} ({c.ruleset})",
+            f"facts read: {_joined(c.fact_ids)}",
+            f"derived from: {_joined(c.derived_from)}",
+            f"citations: {_joined(c.citation_ids)}",
+            f"certainty: {c.certainty or '-'}",
+        ]
+        self.wrapped("why: " + "; ".join(why), hanging="     ")
+        self.line()
+
+    def summary(self, s: Summary, conclusions: Sequence[Conclusion]) -> None:
+        self.line(
+            f"{s.conclusion_count} conclusion(s), {s.rules_fired} rule(s) fired, "
+            f"knowledge base {s.knowledge_base_version}"
+        )
+        by_kind: dict[str, list[Conclusion]] = {}
+        for c in conclusions:
+            by_kind.setdefault(c.kind, []).append(c)
+        if not by_kind:
+            return
+        self.line()
+        self.line("By kind:")
+        # Kinds this client does not know yet still get printed, after the known ones.
+        for kind in [*KIND_ORDER, *sorted(set(by_kind) - set(KIND_ORDER))]:
+            if kind not in by_kind:
+                continue
+            codes = ", ".join(
+                self._style(c.code, _URGENCY_STYLE.get(c.urgency)) for c in by_kind[kind]
+            )
+            self.line(f"  {kind.replace('_', ' ').lower():<22}{codes}")
+
+
+def _joined(items: Iterable[str]) -> str:
+    return ", ".join(items) or "-"
+
+
+def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    facts_file = load_facts_file(args.file)
+    printer = _Printer(out, _color_wanted(out, args.color))
+    with CdsClient(args.target, timeout=args.timeout) as cds:
+        try:
+            events = cds.evaluate(facts_file.facts)
+        except ValueError as error:  # a fact that cannot be put on the wire
+            raise InputFileError(f"{args.file}: {error}") from error
+        if args.json:
+            for event in events:
+                kind = "conclusion" if isinstance(event, Conclusion) else "summary"
+                print(json.dumps({"event": kind, **dataclasses.asdict(event)}), file=out)
+                out.flush()
+            return EXIT_OK
+        seen: list[Conclusion] = []
+        for index, event in enumerate(events):
+            # The header waits for the first answer so a failed call leaves no orphan header.
+            if index == 0 and facts_file.description:
+                printer.header(facts_file.description)
+            if isinstance(event, Conclusion):
+                seen.append(event)
+                printer.conclusion(event)
+            else:
+                printer.summary(event, seen)
+    return EXIT_OK
+
+
+def _knowledge_base(args: argparse.Namespace, out: TextIO) -> int:
+    with CdsClient(args.target, timeout=args.timeout) as cds:
+        kb = cds.knowledge_base()
+    if args.json:
+        document = json_format.MessageToDict(kb, preserving_proto_field_name=True)
+        print(json.dumps(document, indent=2), file=out)
+        return EXIT_OK
+    printer = _Printer(out, color=False)
+    printer.line(f"Knowledge base {kb.version}")
+    for ruleset in kb.rulesets:
+        printer.line()
+        printer.line(f"Ruleset {ruleset.name}")
+        if ruleset.description:
+            printer.wrapped(ruleset.description, indent="  ")
+        for rule in ruleset.rules:
+            codes = _joined(rule.conclusion_codes)
+            printer.line(f"  {rule.id} -> {codes}")
+            printer.wrapped(
+                f"cites {_joined(rule.citation_ids)}; certainty {rule.certainty or '-'}",
+                indent="      ",
+            )
+    if kb.conclusions:
+        printer.line()
+        printer.line("Conclusion codes")
+        for definition in kb.conclusions:
+            kind, urgency = kind_name(definition.kind), urgency_name(definition.urgency)
+            printer.line(f"  {definition.code:<46}{kind:<21}{urgency}")
+    if kb.fact_schemas:
+        printer.line()
+        printer.line(f"Fact types: {', '.join(sorted(kb.fact_schemas))}")
+    if kb.references:
+        printer.line()
+        printer.line("References")
+        for reference in kb.references:
+            printer.wrapped(f"{reference.id}: {reference.citation}", indent="  ", hanging="    ")
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m client",
+        description="Ask the cervicogenic-headache decision-support service.",
+        epilog="Exit status: 0 ok, 1 unusable input file, 2 rejected by the server, "
+        "3 server unreachable.",
+    )
+    parser.add_argument(
+        "--target", default=DEFAULT_TARGET, help=f"HOST:PORT (default {DEFAULT_TARGET})"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT,
+        help=f"deadline per call in seconds (default {DEFAULT_TIMEOUT:g})",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate the facts in FILE.json")
+    evaluate.add_argument("file", metavar="FILE.json")
+    evaluate.add_argument("--json", action="store_true", help="one JSON object per line")
+    evaluate.add_argument(
+        "--color", action="store_true", help="highlight urgency even when not on a terminal"
+    )
+    evaluate.set_defaults(run=_evaluate)
+
+    kb = commands.add_parser("kb", help="print the knowledge base")
+    kb.add_argument("--json", action="store_true", help="the full response as JSON")
+    kb.set_defaults(run=_knowledge_base)
+    return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not value > 0:  # also rejects NaN
+        raise argparse.ArgumentTypeError("must be positive: every call needs a deadline")
+    return value
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the command line; returns the exit status instead of exiting, for callers."""
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args, out)
+    except InputFileError as error:
+        print(f"error: {error}", file=err)
+        return EXIT_BAD_INPUT
+    except CdsUnavailable as error:
+        print(f"error: cannot reach the service at {args.target}: {error.message}", file=err)
+        return EXIT_UNREACHABLE
+    except CdsError as error:
+        print(f"error: {error}", file=err)
+        return EXIT_REJECTED
+    except KeyboardInterrupt:
+        return 130  # the shell's convention for SIGINT; the call was cancelled
