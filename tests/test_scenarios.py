@@ -52,3 +52,15 @@ def test_scenarios_cover_every_code_firing_and_not_firing(engine: RulesEngine) -
     absent = set().union(*(s.absent for s in SCENARIOS))
     assert codes - expected == set(), "codes no scenario expects"
     assert codes - absent == set(), "codes no scenario shows absent"
+
+
+def test_a_code_appears_at_most_once_per_evaluation(engine: RulesEngine) -> None:
+    """Rules with alternatives fire once per matching combination; one conclusion each
+    (the scenarios' provenance checks show the merged fact ids)."""
+    for scenario in SCENARIOS:
+        if scenario.error:
+            continue
+        result = engine.evaluate(validate_facts(list(scenario.facts)))
+        found = [conclusion.code for conclusion in result.conclusions]
+        assert len(found) == len(set(found)), scenario.name
+        assert result.rules_fired == len(found), scenario.name

@@ -27,6 +27,7 @@ from server.app import SERVICE_NAME, RunningServer, ServerConfig, create_server
 from server.convert import conclusion_to_proto
 from server.engine import EngineWorker
 from tests.conftest import to_proto_facts
+from tests.validation_cases import CASES, Case
 
 SCENARIOS = [s for s in load_scenarios() if not s.error]
 PATIENT = [
@@ -307,3 +308,30 @@ def test_logs_and_errors_never_echo_fact_values(
     for text in texts:
         assert sentinel not in text
         assert "98765" not in text
+
+
+def _representable(case: Case) -> bool:
+    """Cases whose facts protobuf can carry (a Struct holds JSON values only)."""
+    try:
+        to_proto_facts(case.facts)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+WIRE_CASES = [case for case in CASES if _representable(case)]
+
+
+def test_almost_every_validation_case_crosses_the_wire() -> None:
+    assert len(WIRE_CASES) >= len(CASES) - 5
+
+
+@pytest.mark.parametrize("case", WIRE_CASES, ids=[case.name for case in WIRE_CASES])
+def test_validation_case_over_grpc(stub: pb_grpc.DecisionSupportServiceStub, case: Case) -> None:
+    """Each rule of facts.md: INVALID_ARGUMENT, exact field paths, ErrorInfo reason."""
+    with pytest.raises(grpc.RpcError) as raised:
+        list(stub.Evaluate(request(case.facts), timeout=10))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _, violations, info = rich(raised.value)
+    assert info.reason == case.reason
+    assert {field for field, _ in violations} == set(case.paths)
