@@ -18,6 +18,9 @@ from grpc_status import rpc_status
 from kb.facts import InvalidFacts, Violation
 
 DOMAIN = "cds.v1"
+# Rich details travel in a trailer; gRPC clients refuse trailers over 16 KiB by
+# default (and may warn over 8 KiB), so long violation lists are cut to fit.
+DETAILS_BUDGET_BYTES = 6 * 1024
 REASON_ENGINE_FAILURE = "ENGINE_FAILURE"
 REASON_NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
 
@@ -27,14 +30,7 @@ def _status(
 ) -> grpc.Status:
     details = []
     if violations:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=violation.field, description=violation.description
-                )
-                for violation in violations
-            ]
-        )
+        bad_request = _bad_request(violations)
         packed = any_pb2.Any()
         packed.Pack(bad_request)
         details.append(packed)
@@ -42,6 +38,23 @@ def _status(
     info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))
     details.append(info)
     return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
+
+
+def _bad_request(violations: Sequence[Violation]) -> error_details_pb2.BadRequest:
+    """The violations in order, as many as fit the budget, then a count of the rest."""
+    bad_request = error_details_pb2.BadRequest()
+    for index, violation in enumerate(violations):
+        entry = error_details_pb2.BadRequest.FieldViolation(
+            field=violation.field, description=violation.description
+        )
+        if bad_request.ByteSize() + entry.ByteSize() > DETAILS_BUDGET_BYTES:
+            bad_request.field_violations.add(
+                field="facts",
+                description=f"{len(violations) - index} further violations not listed",
+            )
+            break
+        bad_request.field_violations.append(entry)
+    return bad_request
 
 
 def invalid_facts(error: InvalidFacts) -> grpc.Status:

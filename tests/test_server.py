@@ -335,3 +335,21 @@ def test_validation_case_over_grpc(stub: pb_grpc.DecisionSupportServiceStub, cas
     _, violations, info = rich(raised.value)
     assert info.reason == case.reason
     assert {field for field, _ in violations} == set(case.paths)
+
+
+def test_long_violation_lists_are_cut_to_fit_the_trailer(
+    stub: pb_grpc.DecisionSupportServiceStub,
+) -> None:
+    """2,000 violations would exceed the client's 16 KiB trailer limit (RESOURCE_EXHAUSTED)."""
+    bad = {"modality": "pet", "region": "hand", "finding": "odd", "extra": 1}
+    facts = [{"id": f"i{n}", "type": "imaging", "fields": bad} for n in range(500)]
+    with pytest.raises(grpc.RpcError) as raised:
+        list(stub.Evaluate(request(facts), timeout=10))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status, violations, info = rich(raised.value)
+    assert info.reason == "FACT_INVALID"
+    assert "2000 violations" in status.message
+    assert violations[0] == ("facts[0].fields.modality", violations[0][1])
+    listed = len(violations) - 1
+    assert 10 < listed < 2000
+    assert violations[-1] == ("facts", f"{2000 - listed} further violations not listed")
