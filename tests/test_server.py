@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -353,3 +354,29 @@ def test_long_violation_lists_are_cut_to_fit_the_trailer(
     listed = len(violations) - 1
     assert 10 < listed < 2000
     assert violations[-1] == ("facts", f"{2000 - listed} further violations not listed")
+
+
+def test_knowledge_base_publishes_rules_schemas_and_references(
+    stub: pb_grpc.DecisionSupportServiceStub,
+) -> None:
+    answer = stub.GetKnowledgeBase(pb.GetKnowledgeBaseRequest(), timeout=5)
+    assert answer.version == kb.VERSION
+    assert [ruleset.name for ruleset in answer.rulesets] == [g.name for g in kb.GROUPS]
+    rules = [rule for ruleset in answer.rulesets for rule in ruleset.rules]
+    assert len(rules) == len(answer.conclusions) == 28
+    assert all(rule.citation_ids and rule.evidence_note and rule.certainty for rule in rules)
+    schemas = {name: json.loads(text) for name, text in answer.fact_schemas.items()}
+    assert set(schemas) == {
+        "patient",
+        "headache",
+        "cervical_exam",
+        "orthostatic_vitals",
+        "red_flags",
+        "imaging",
+        "treatment",
+    }
+    assert schemas["patient"]["required"] == ["age_years"]
+    assert schemas["patient"]["additionalProperties"] is False
+    cited = {c for rule in rules for c in rule.citation_ids}
+    assert cited <= {reference.id for reference in answer.references}
+    assert all(reference.doi.startswith("10.") for reference in answer.references)
