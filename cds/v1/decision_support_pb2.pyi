@@ -31,6 +31,14 @@ class ChangeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANGE_TYPE_ADDED: _ClassVar[ChangeType]
     CHANGE_TYPE_UPDATED: _ClassVar[ChangeType]
     CHANGE_TYPE_WITHDRAWN: _ClassVar[ChangeType]
+
+class ConditionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONDITION_KIND_UNSPECIFIED: _ClassVar[ConditionKind]
+    CONDITION_KIND_FACT: _ClassVar[ConditionKind]
+    CONDITION_KIND_NO_FACT: _ClassVar[ConditionKind]
+    CONDITION_KIND_CONCLUSION: _ClassVar[ConditionKind]
+    CONDITION_KIND_NO_CONCLUSION: _ClassVar[ConditionKind]
 CONCLUSION_KIND_UNSPECIFIED: ConclusionKind
 CONCLUSION_KIND_DIAGNOSIS_SUPPORTED: ConclusionKind
 CONCLUSION_KIND_MIMIC_SUSPECTED: ConclusionKind
@@ -45,6 +53,11 @@ CHANGE_TYPE_UNSPECIFIED: ChangeType
 CHANGE_TYPE_ADDED: ChangeType
 CHANGE_TYPE_UPDATED: ChangeType
 CHANGE_TYPE_WITHDRAWN: ChangeType
+CONDITION_KIND_UNSPECIFIED: ConditionKind
+CONDITION_KIND_FACT: ConditionKind
+CONDITION_KIND_NO_FACT: ConditionKind
+CONDITION_KIND_CONCLUSION: ConditionKind
+CONDITION_KIND_NO_CONCLUSION: ConditionKind
 
 class Fact(_message.Message):
     __slots__ = ("id", "type", "fields")
@@ -286,3 +299,81 @@ class DeleteSessionRequest(_message.Message):
 class DeleteSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("facts", "code")
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    facts: _containers.RepeatedCompositeFieldContainer[Fact]
+    code: str
+    def __init__(self, facts: _Optional[_Iterable[_Union[Fact, _Mapping]]] = ..., code: _Optional[str] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("code", "derived", "conclusion", "rules", "chain", "knowledge_base_version")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DERIVED_FIELD_NUMBER: _ClassVar[int]
+    CONCLUSION_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    derived: bool
+    conclusion: Conclusion
+    rules: _containers.RepeatedCompositeFieldContainer[RuleExplanation]
+    chain: _containers.RepeatedCompositeFieldContainer[ExplainResponse]
+    knowledge_base_version: str
+    def __init__(self, code: _Optional[str] = ..., derived: _Optional[bool] = ..., conclusion: _Optional[_Union[Conclusion, _Mapping]] = ..., rules: _Optional[_Iterable[_Union[RuleExplanation, _Mapping]]] = ..., chain: _Optional[_Iterable[_Union[ExplainResponse, _Mapping]]] = ..., knowledge_base_version: _Optional[str] = ...) -> None: ...
+
+class RuleExplanation(_message.Message):
+    __slots__ = ("rule_id", "ruleset", "fired", "alternatives")
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    RULESET_FIELD_NUMBER: _ClassVar[int]
+    FIRED_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
+    rule_id: str
+    ruleset: str
+    fired: bool
+    alternatives: _containers.RepeatedCompositeFieldContainer[AlternativeExplanation]
+    def __init__(self, rule_id: _Optional[str] = ..., ruleset: _Optional[str] = ..., fired: _Optional[bool] = ..., alternatives: _Optional[_Iterable[_Union[AlternativeExplanation, _Mapping]]] = ...) -> None: ...
+
+class AlternativeExplanation(_message.Message):
+    __slots__ = ("held", "conditions")
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    held: bool
+    conditions: _containers.RepeatedCompositeFieldContainer[ConditionExplanation]
+    def __init__(self, held: _Optional[bool] = ..., conditions: _Optional[_Iterable[_Union[ConditionExplanation, _Mapping]]] = ...) -> None: ...
+
+class ConditionExplanation(_message.Message):
+    __slots__ = ("kind", "fact_type", "description", "held", "candidates")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FACT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    kind: ConditionKind
+    fact_type: str
+    description: str
+    held: bool
+    candidates: _containers.RepeatedCompositeFieldContainer[CandidateExplanation]
+    def __init__(self, kind: _Optional[_Union[ConditionKind, str]] = ..., fact_type: _Optional[str] = ..., description: _Optional[str] = ..., held: _Optional[bool] = ..., candidates: _Optional[_Iterable[_Union[CandidateExplanation, _Mapping]]] = ...) -> None: ...
+
+class CandidateExplanation(_message.Message):
+    __slots__ = ("id", "matched", "tests")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    TESTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    matched: bool
+    tests: _containers.RepeatedCompositeFieldContainer[TestExplanation]
+    def __init__(self, id: _Optional[str] = ..., matched: _Optional[bool] = ..., tests: _Optional[_Iterable[_Union[TestExplanation, _Mapping]]] = ...) -> None: ...
+
+class TestExplanation(_message.Message):
+    __slots__ = ("description", "held", "observed")
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    description: str
+    held: bool
+    observed: _struct_pb2.Struct
+    def __init__(self, description: _Optional[str] = ..., held: _Optional[bool] = ..., observed: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...

@@ -54,6 +54,11 @@ class DecisionSupportServiceStub:
                 request_serializer=cds_dot_v1_dot_decision__support__pb2.DeleteSessionRequest.SerializeToString,
                 response_deserializer=cds_dot_v1_dot_decision__support__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/cds.v1.DecisionSupportService/Explain',
+                request_serializer=cds_dot_v1_dot_decision__support__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=cds_dot_v1_dot_decision__support__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionSupportServiceServicer:
@@ -88,6 +93,14 @@ class DecisionSupportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Why (or why not) a conclusion code for these facts: every rule that can
+        produce it, each condition with the fact values it saw and whether it held.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionSupportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +123,11 @@ def add_DecisionSupportServiceServicer_to_server(servicer, server):
                     servicer.DeleteSession,
                     request_deserializer=cds_dot_v1_dot_decision__support__pb2.DeleteSessionRequest.FromString,
                     response_serializer=cds_dot_v1_dot_decision__support__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=cds_dot_v1_dot_decision__support__pb2.ExplainRequest.FromString,
+                    response_serializer=cds_dot_v1_dot_decision__support__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +238,33 @@ class DecisionSupportService:
             '/cds.v1.DecisionSupportService/DeleteSession',
             cds_dot_v1_dot_decision__support__pb2.DeleteSessionRequest.SerializeToString,
             cds_dot_v1_dot_decision__support__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cds.v1.DecisionSupportService/Explain',
+            cds_dot_v1_dot_decision__support__pb2.ExplainRequest.SerializeToString,
+            cds_dot_v1_dot_decision__support__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,
