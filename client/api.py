@@ -13,6 +13,12 @@ Errors, all raised from the `grpc.RpcError` that caused them:
     +-- CdsUnavailable    UNAVAILABLE: the server is unreachable or shutting down;
                           worth a retry, unlike a rejected request
 
+Sessions (`CdsClient.session`) follow one patient over time: each batch of
+asserted and retracted facts answers with the conclusions it added, updated
+and withdrew, then the new version (or a rejection that leaves the session
+unchanged). A session stream is long-lived, so it carries no deadline; the
+channel sends HTTP/2 keepalive pings instead.
+
 A fact that cannot be put on the wire at all (not a mapping, no id, a value
 `Struct` cannot carry) raises `ValueError` before any call is made. Whether a
 fact is *valid* is the server's decision: the client never second-guesses the
@@ -21,6 +27,7 @@ published vocabulary.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -37,11 +44,18 @@ from cds.v1 import decision_support_pb2_grpc as pb_grpc
 __all__ = [
     "DEFAULT_TARGET",
     "DEFAULT_TIMEOUT",
+    "KEEPALIVE_OPTIONS",
+    "BatchApplied",
+    "BatchRejected",
+    "BatchResult",
     "CdsClient",
     "CdsError",
     "CdsUnavailable",
     "Conclusion",
+    "ConclusionChange",
+    "Session",
     "Summary",
+    "change_type_name",
     "conclusion_from_proto",
     "error_from_rpc",
     "fact_to_proto",
@@ -55,7 +69,17 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 # server or network never hangs a caller, not to bound real work.
 DEFAULT_TIMEOUT = 10.0
 
+# HTTP/2 keepalive for long-lived session streams: ping every minute (the server
+# accepts pings every 30 s or slower), give up on a peer silent for 20 s more.
+KEEPALIVE_OPTIONS = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
 _KIND_PREFIX = "CONCLUSION_KIND_"
+_CHANGE_PREFIX = "CHANGE_TYPE_"
 _URGENCY_PREFIX = "URGENCY_"
 
 
@@ -89,6 +113,52 @@ class Summary:
     conclusion_count: int
     rules_fired: int
     knowledge_base_version: str
+
+
+@dataclass(frozen=True)
+class ConclusionChange:
+    """A conclusion a session batch added, updated or withdrew.
+
+    `type` is "ADDED", "UPDATED" (same code, other detail or provenance) or
+    "WITHDRAWN" (then `conclusion` is the one withdrawn, as last seen).
+    """
+
+    type: str
+    conclusion: Conclusion
+    version: int
+
+
+@dataclass(frozen=True)
+class BatchApplied:
+    """The batch is durably stored; `version` counts the session's applied batches."""
+
+    version: int
+    knowledge_base_version: str
+
+
+@dataclass(frozen=True)
+class BatchRejected:
+    """The batch was refused whole; the session is unchanged and stays open.
+
+    `reason` is machine-readable (FACT_INVALID, LIMIT_EXCEEDED, VERSION_CONFLICT),
+    `violations` are `(field, description)` pairs with fields relative to the
+    batch (`facts[2].fields.weeks`, `retract_fact_ids[0]`, `expected_version`).
+    """
+
+    reason: str
+    violations: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Everything one batch caused: its changes, then applied or rejected."""
+
+    changes: tuple[ConclusionChange, ...]
+    outcome: BatchApplied | BatchRejected
+
+    @property
+    def applied(self) -> bool:
+        return isinstance(self.outcome, BatchApplied)
 
 
 class CdsError(Exception):
@@ -254,7 +324,9 @@ class CdsClient:
         self.target = target
         self.timeout = timeout
         self._owns_channel = channel is None
-        self._channel = grpc.insecure_channel(target) if channel is None else channel
+        self._channel = (
+            grpc.insecure_channel(target, options=KEEPALIVE_OPTIONS) if channel is None else channel
+        )
         self._stub = pb_grpc.DecisionSupportServiceStub(self._channel)
 
     def __enter__(self) -> Self:
@@ -296,6 +368,23 @@ class CdsClient:
         except grpc.RpcError as error:
             raise error_from_rpc(error) from error
 
+    def session(self, session_id: str | None = None) -> Session:
+        """Open a new session (no id) or resume one; raises `CdsError` NOT_FOUND for an unknown id.
+
+        Use the session as a context manager so its stream is closed. The
+        stream has no deadline: it lives as long as the session is open.
+        """
+        return Session(self._stub, session_id or "")
+
+    def delete_session(self, session_id: str, *, timeout: float | None = None) -> None:
+        """Erase a session and all its facts now; `CdsError` NOT_FOUND if there is none."""
+        try:
+            self._stub.DeleteSession(
+                pb.DeleteSessionRequest(session_id=session_id), timeout=self._deadline(timeout)
+            )
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from error
+
     def _deadline(self, timeout: float | None) -> float:
         if timeout is None:
             return self.timeout
@@ -320,3 +409,184 @@ class CdsClient:
         finally:
             # Frees the stream when the caller stops early; a no-op once finished.
             call.cancel()
+
+
+def change_type_name(value: int) -> str:
+    """ADDED, UPDATED or WITHDRAWN; an unknown value becomes CHANGE_<n>."""
+    try:
+        return pb.ChangeType.Name(value).removeprefix(_CHANGE_PREFIX)
+    except ValueError:
+        return f"CHANGE_{value}"
+
+
+_END = None
+
+
+class Session:
+    """One open `StreamSession`: send batches, read what each one changed.
+
+    `conclusions` is this client's view (code -> Conclusion): the conclusions
+    at open, with every change received applied to it, so after each
+    `BatchApplied` it equals the session's conclusions at `version`. Changes
+    made by another writer reach this view with this stream's next batch (the
+    server reports everything since this stream last heard) or on re-opening.
+
+    One batch at a time: `send` finishes reading the previous batch's events
+    before sending. Not thread-safe.
+    """
+
+    def __init__(self, stub: pb_grpc.DecisionSupportServiceStub, session_id: str) -> None:
+        self._requests: queue.SimpleQueue[pb.StreamSessionRequest | None] = queue.SimpleQueue()
+        self._requests.put(pb.StreamSessionRequest(open=pb.OpenSession(session_id=session_id)))
+        self._call = stub.StreamSession(self._request_stream())  # no deadline: long-lived
+        self._pending: Iterator[ConclusionChange | BatchApplied | BatchRejected] | None = None
+        self._closed = False
+        try:
+            first = next(self._call)
+        except grpc.RpcError as error:
+            self._end()
+            raise error_from_rpc(error) from error
+        except StopIteration:
+            self._end()
+            raise CdsError("UNKNOWN", "the session stream ended before it opened") from None
+        if first.WhichOneof("event") != "opened":
+            self._end()
+            raise CdsError("UNKNOWN", "the session stream did not start with SessionOpened")
+        opened = first.opened
+        self.session_id: str = opened.session_id
+        self.version: int = opened.version
+        self.knowledge_base_version: str = opened.knowledge_base_version
+        self.conclusions: dict[str, Conclusion] = {
+            c.code: c for c in map(conclusion_from_proto, opened.current)
+        }
+
+    def _request_stream(self) -> Iterator[pb.StreamSessionRequest]:
+        while (request := self._requests.get()) is not _END:
+            yield request
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def send(
+        self,
+        facts: Iterable[Mapping[str, Any]] = (),
+        retract: Iterable[str] = (),
+        *,
+        expected_version: int = 0,
+    ) -> Iterator[ConclusionChange | BatchApplied | BatchRejected]:
+        """Send one batch (retract, then assert, atomically); yield its events as they arrive.
+
+        Each `ConclusionChange`, then one `BatchApplied` or `BatchRejected`.
+        `expected_version` > 0 applies the batch only if the session is still
+        at that version (otherwise `BatchRejected` with reason VERSION_CONFLICT).
+        Facts are checked for shape now (`ValueError`), before anything is sent.
+        """
+        if self._closed:
+            raise ValueError("the session is closed")
+        batch = pb.AssertFacts(
+            facts=[fact_to_proto(fact, index) for index, fact in enumerate(facts)],
+            retract_fact_ids=list(retract),
+            expected_version=expected_version,
+        )
+        self._drain()
+        self._requests.put(pb.StreamSessionRequest(assert_facts=batch))
+        self._pending = self._events()
+        return self._pending
+
+    def apply(
+        self,
+        facts: Iterable[Mapping[str, Any]] = (),
+        retract: Iterable[str] = (),
+        *,
+        expected_version: int = 0,
+    ) -> BatchResult:
+        """`send` and wait for the outcome."""
+        changes: list[ConclusionChange] = []
+        for event in self.send(facts, retract, expected_version=expected_version):
+            if isinstance(event, ConclusionChange):
+                changes.append(event)
+            else:
+                return BatchResult(tuple(changes), event)
+        raise AssertionError("a batch always ends with applied or rejected")
+
+    def retract(self, fact_ids: Iterable[str], *, expected_version: int = 0) -> BatchResult:
+        """Retract facts by id (a `RetractFacts` batch) and wait for the outcome."""
+        if self._closed:
+            raise ValueError("the session is closed")
+        self._drain()
+        request = pb.RetractFacts(fact_ids=list(fact_ids), expected_version=expected_version)
+        self._requests.put(pb.StreamSessionRequest(retract_facts=request))
+        changes: list[ConclusionChange] = []
+        for event in self._events():
+            if isinstance(event, ConclusionChange):
+                changes.append(event)
+            else:
+                return BatchResult(tuple(changes), event)
+        raise AssertionError("a batch always ends with applied or rejected")
+
+    def _drain(self) -> None:
+        if self._pending is not None:
+            for _ in self._pending:
+                pass
+            self._pending = None
+
+    def _events(self) -> Iterator[ConclusionChange | BatchApplied | BatchRejected]:
+        try:
+            for response in self._call:
+                event = response.WhichOneof("event")
+                if event == "change":
+                    change = ConclusionChange(
+                        type=change_type_name(response.change.type),
+                        conclusion=conclusion_from_proto(response.change.conclusion),
+                        version=response.change.version,
+                    )
+                    if change.type == "WITHDRAWN":
+                        self.conclusions.pop(change.conclusion.code, None)
+                    else:
+                        self.conclusions[change.conclusion.code] = change.conclusion
+                    yield change
+                elif event == "applied":
+                    self.version = response.applied.version
+                    self.knowledge_base_version = response.applied.knowledge_base_version
+                    yield BatchApplied(self.version, self.knowledge_base_version)
+                    return
+                elif event == "rejected":
+                    rejected = response.rejected
+                    yield BatchRejected(
+                        rejected.reason,
+                        tuple((v.field, v.description) for v in rejected.violations),
+                    )
+                    return
+                # An event this client does not know yet (a newer server) is skipped.
+        except grpc.RpcError as error:
+            self._end()
+            raise error_from_rpc(error) from error
+        self._end()
+        raise CdsError("UNKNOWN", "the session stream ended in the middle of a batch")
+
+    def _end(self) -> None:
+        """Stop the stream at once and release the thread feeding it requests."""
+        if not self._closed:
+            self._closed = True
+            self._requests.put(_END)
+        self._call.cancel()
+
+    def close(self) -> None:
+        """End the stream (the session itself stays stored: resume it by id)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._requests.put(_END)  # half-close: the server ends the stream once it has read all
+        try:
+            for _ in self._call:
+                pass
+        except grpc.RpcError:
+            pass

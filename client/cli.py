@@ -2,9 +2,19 @@
 
     python -m client [--target HOST:PORT] [--timeout S] evaluate FILE.json [--json] [--color]
     python -m client [--target HOST:PORT] [--timeout S] kb [--json]
+    python -m client [--target HOST:PORT] session TIMELINE.jsonl [--session-id ID]
+                     [--json] [--no-delay] [--delete]
 
 FILE.json is `{"description": "...", "facts": [{"id": ..., "type": ..., "fields": {...}}]}`
 ("description" is optional and printed as a header).
+
+TIMELINE.jsonl replays a patient's session: one JSON object per line (blank
+lines are skipped), each one batch:
+`{"description": "...", "delay": 0.5, "retract": ["id", ...], "assert": [facts],
+"expected_version": 3}` (every key optional). Each batch waits `delay` seconds,
+then the conclusions it added, updated and withdrew are printed as they stream,
+then the session's new version. A new session is opened unless `--session-id`
+resumes one; its id is printed so it can be resumed later.
 
 Conclusions are printed as they arrive, so a slow evaluation shows its first
 findings at once. `--json` prints one JSON object per line for machines.
@@ -22,6 +32,7 @@ import json
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +43,13 @@ from google.protobuf import json_format
 from client.api import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
+    BatchApplied,
+    BatchRejected,
     CdsClient,
     CdsError,
     CdsUnavailable,
     Conclusion,
+    ConclusionChange,
     Summary,
     kind_name,
     urgency_name,
@@ -99,6 +113,64 @@ def load_facts_file(path: str | os.PathLike[str]) -> FactsFile:
         if not isinstance(fact, dict):
             raise InputFileError(f"{path}: facts[{index}] must be an object")
     return FactsFile(description, facts)
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    line: int
+    description: str | None
+    facts: list[dict[str, Any]]
+    retract: list[str]
+    expected_version: int
+    delay: float
+
+
+_STEP_KEYS = {"description", "delay", "retract", "assert", "expected_version"}
+
+
+def load_timeline(path: str | os.PathLike[str]) -> list[TimelineStep]:
+    """Read and shape-check TIMELINE.jsonl; errors name the file and line, never a value."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot read: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise InputFileError(f"{path}: not UTF-8 text") from error
+    steps = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            step = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputFileError(
+                f"{where}: invalid JSON at column {error.colno}: {error.msg}"
+            ) from error
+        if not isinstance(step, dict):
+            raise InputFileError(f"{where}: expected an object (one batch per line)")
+        unknown = sorted(set(step) - _STEP_KEYS)
+        if unknown:
+            raise InputFileError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
+        description = step.get("description")
+        if description is not None and not isinstance(description, str):
+            raise InputFileError(f'{where}: "description" must be a string')
+        facts = step.get("assert", [])
+        if not isinstance(facts, list) or not all(isinstance(f, dict) for f in facts):
+            raise InputFileError(f'{where}: "assert" must be a list of facts (objects)')
+        retract = step.get("retract", [])
+        if not isinstance(retract, list) or not all(isinstance(i, str) for i in retract):
+            raise InputFileError(f'{where}: "retract" must be a list of fact ids')
+        expected = step.get("expected_version", 0)
+        if type(expected) is not int or expected < 0:
+            raise InputFileError(f'{where}: "expected_version" must be a whole number >= 0')
+        delay = step.get("delay", 0)
+        if type(delay) not in (int, float) or not 0 <= delay <= 3600:
+            raise InputFileError(f'{where}: "delay" must be seconds between 0 and 3600')
+        steps.append(TimelineStep(number, description, facts, retract, expected, float(delay)))
+    if not steps:
+        raise InputFileError(f"{path}: no batches (one JSON object per line)")
+    return steps
 
 
 def _color_wanted(stream: TextIO, forced: bool) -> bool:
@@ -175,6 +247,14 @@ class _Printer:
             )
             self.line(f"  {kind.replace('_', ' ').lower():<22}{codes}")
 
+    def change(self, change: ConclusionChange) -> None:
+        c = change.conclusion
+        mark = {"ADDED": "+", "UPDATED": "~", "WITHDRAWN": "-"}.get(change.type, "?")
+        urgency = self._style(c.urgency, _URGENCY_STYLE.get(c.urgency))
+        label = c.kind.replace("_", " ")
+        self.line(f"  {mark} {change.type:<9} [{label}] {urgency}  {c.code}")
+        self.line(f"      {self._style(c.title, _BOLD) if change.type != 'WITHDRAWN' else c.title}")
+
 
 def _joined(items: Iterable[str]) -> str:
     return ", ".join(items) or "-"
@@ -204,6 +284,73 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
                 printer.conclusion(event)
             else:
                 printer.summary(event, seen)
+    return EXIT_OK
+
+
+def _session_event(event: ConclusionChange | BatchApplied | BatchRejected) -> dict[str, Any]:
+    if isinstance(event, ConclusionChange):
+        return {
+            "event": "change",
+            "type": event.type,
+            "version": event.version,
+            **dataclasses.asdict(event.conclusion),
+        }
+    if isinstance(event, BatchApplied):
+        return {"event": "applied", **dataclasses.asdict(event)}
+    return {"event": "rejected", "reason": event.reason, "violations": event.violations}
+
+
+def _session(args: argparse.Namespace, out: TextIO) -> int:
+    steps = load_timeline(args.file)
+    printer = _Printer(out, _color_wanted(out, args.color))
+    with CdsClient(args.target, timeout=args.timeout) as cds, cds.session(args.session_id) as s:
+        if args.json:
+            current = [dataclasses.asdict(c) for c in s.conclusions.values()]
+            opened = {"event": "opened", "session_id": s.session_id, "version": s.version}
+            print(json.dumps({**opened, "current": current}), file=out, flush=True)
+        else:
+            printer.line(
+                f"session {s.session_id} at version {s.version} "
+                f"(knowledge base {s.knowledge_base_version})"
+            )
+            for c in s.conclusions.values():
+                printer.line(f"  = current   [{c.kind.replace('_', ' ')}] {c.urgency}  {c.code}")
+            printer.line()
+        for number, step in enumerate(steps, start=1):
+            if step.delay and not args.no_delay:
+                time.sleep(step.delay)
+            try:
+                events = s.send(step.facts, step.retract, expected_version=step.expected_version)
+            except ValueError as error:  # a fact that cannot be put on the wire
+                raise InputFileError(f"{args.file}:{step.line}: {error}") from error
+            if not args.json:
+                printer.header(f"{number}. {step.description or f'line {step.line}'}")
+            for event in events:
+                if args.json:
+                    print(json.dumps(_session_event(event)), file=out, flush=True)
+                elif isinstance(event, ConclusionChange):
+                    printer.change(event)
+                elif isinstance(event, BatchApplied):
+                    printer.line(f"  version {event.version}")
+                    printer.line()
+                if isinstance(event, BatchRejected):
+                    # Reported like a rejected call (exit 2); the session stays as it was.
+                    raise CdsError(
+                        "BATCH_REJECTED",
+                        f"{args.file}:{step.line}: batch rejected, session {s.session_id} "
+                        f"unchanged at version {s.version}",
+                        event.reason,
+                        event.violations,
+                    )
+        session_id, version, count = s.session_id, s.version, len(s.conclusions)
+    if args.delete:
+        with CdsClient(args.target, timeout=args.timeout) as cds:
+            cds.delete_session(session_id)
+    if not args.json:
+        printer.line(f"session {session_id} at version {version}: {count} current conclusion(s)")
+        printer.line(
+            "session deleted" if args.delete else f"resume it with --session-id {session_id}"
+        )
     return EXIT_OK
 
 
@@ -270,6 +417,19 @@ def _parser() -> argparse.ArgumentParser:
         "--color", action="store_true", help="highlight urgency even when not on a terminal"
     )
     evaluate.set_defaults(run=_evaluate)
+
+    session = commands.add_parser(
+        "session", help="replay TIMELINE.jsonl in a session, printing changes as they stream"
+    )
+    session.add_argument("file", metavar="TIMELINE.jsonl")
+    session.add_argument("--session-id", default=None, help="resume this session")
+    session.add_argument("--json", action="store_true", help="one JSON object per line")
+    session.add_argument("--no-delay", action="store_true", help="ignore the delays")
+    session.add_argument("--delete", action="store_true", help="delete the session at the end")
+    session.add_argument(
+        "--color", action="store_true", help="highlight urgency even when not on a terminal"
+    )
+    session.set_defaults(run=_session)
 
     kb = commands.add_parser("kb", help="print the knowledge base")
     kb.add_argument("--json", action="store_true", help="the full response as JSON")

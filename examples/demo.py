@@ -1,4 +1,5 @@
-"""End-to-end demo: start a server, evaluate every example patient, stop the server.
+"""End-to-end demo: start a server, evaluate every example patient, replay every
+example session timeline, stop the server.
 
 Run with `.venv/bin/python examples/demo.py` (what `make demo` runs). It uses
 the real stack, a server subprocess on a free loopback port and the CLI, so a
@@ -6,7 +7,12 @@ demo that passes shows the whole path works, not a mock of it. The server's
 log goes to a temporary file and is shown only when something fails, so the
 output reads as the clinical report it is.
 
-Exit status: 0 when the server came up and every example evaluated, 1 otherwise.
+Patients are `examples/*.json` (one `evaluate` each); timelines are
+`examples/timeline-*.jsonl` (one `session` each, replayed in a fresh session
+that is deleted afterwards; the server keeps sessions in a temporary folder).
+
+Exit status: 0 when the server came up, every example evaluated and every
+timeline replayed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -83,14 +89,25 @@ def show_log(log: IO[bytes]) -> None:
 
 def main() -> int:
     examples = sorted(EXAMPLES.glob("*.json"))
+    timelines = sorted(EXAMPLES.glob("timeline-*.jsonl"))
     if not examples:
         print(f"no examples in {EXAMPLES}", file=sys.stderr)
         return 1
     port = free_port()
     target = f"127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as sessions:
         server = subprocess.Popen(
-            [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--session-db",
+                str(Path(sessions) / "sessions.db"),
+            ],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -107,6 +124,13 @@ def main() -> int:
                 print(flush=True)
                 if status != cli.EXIT_OK:
                     failed.append(f"{path.name} (exit {status})")
+            for path in timelines:
+                rule = "=" * 100
+                print(f"{rule}\n{path.name} (session)\n{rule}", flush=True)
+                status = cli.main(["--target", target, "session", str(path), "--delete"])
+                print(flush=True)
+                if status != cli.EXIT_OK:
+                    failed.append(f"{path.name} (exit {status})")
         except (RuntimeError, KeyboardInterrupt) as error:
             failed.append(str(error) or type(error).__name__)
         finally:
@@ -117,7 +141,7 @@ def main() -> int:
             show_log(log)
             print("demo FAILED: " + "; ".join(failed), file=sys.stderr)
             return 1
-    print(f"demo OK: {len(examples)} examples evaluated")
+    print(f"demo OK: {len(examples)} examples evaluated, {len(timelines)} timeline(s) replayed")
     return 0
 
 

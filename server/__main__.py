@@ -6,7 +6,15 @@ import argparse
 import logging
 
 from kb.facts import MAX_FACTS_PER_REQUEST
-from server.app import LOOPBACK, ServerConfig, serve
+from server.app import DEFAULT_SESSION_DB, LOOPBACK, ServerConfig, serve
+from server.sessions import parse_duration
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main() -> None:
@@ -17,6 +25,19 @@ def main() -> None:
         "--max-facts", type=int, default=MAX_FACTS_PER_REQUEST, help="facts per request"
     )
     parser.add_argument("--grace", type=float, default=10.0, help="shutdown grace in seconds")
+    parser.add_argument(
+        "--session-db",
+        default=f"./{DEFAULT_SESSION_DB}",
+        metavar="PATH",
+        help="SQLite file for sessions, created with its folder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--session-ttl",
+        type=_duration,
+        default="30d",
+        metavar="DURATION",
+        help="erase sessions idle this long: 90s, 15m, 12h, 30d or seconds (default: 30d)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
     logging.basicConfig(
@@ -24,7 +45,12 @@ def main() -> None:
     )
     serve(
         ServerConfig(
-            host=args.host, port=args.port, max_facts=args.max_facts, grace_seconds=args.grace
+            host=args.host,
+            port=args.port,
+            max_facts=args.max_facts,
+            grace_seconds=args.grace,
+            session_db=args.session_db,
+            session_ttl_seconds=args.session_ttl,
         )
     )
 

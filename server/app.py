@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import signal
+import tempfile
 import threading
+from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,11 +23,24 @@ from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from kb.facts import MAX_FACTS_PER_REQUEST
 from server.engine import EngineWorker
 from server.service import DecisionSupportService
+from server.sessions import DEFAULT_TTL_SECONDS, SessionManager
+from server.store import SessionStore, SqliteSessionStore
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionSupportService"].full_name
 LOOPBACK = "127.0.0.1"
+DEFAULT_SESSION_DB = "data/sessions.db"
+# HTTP/2 keepalive: session streams are long-lived and may stay silent for
+# days, so both sides ping to notice a dead peer (and keep NATs open). The
+# server accepts a client's pings as often as every 30 s (see client.api).
+KEEPALIVE_OPTIONS = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+    ("grpc.http2.max_pings_without_data", 0),
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,23 @@ class ServerConfig:
     max_facts: int = MAX_FACTS_PER_REQUEST
     threads: int = 64
     grace_seconds: float = 10.0
+    # Sessions: None keeps them in a private temporary database removed on stop
+    # (tests, embedding); `python -m server` passes DEFAULT_SESSION_DB.
+    session_db: str | None = None
+    session_ttl_seconds: float = DEFAULT_TTL_SECONDS
+    sweep_interval_seconds: float | None = None  # None: a tenth of the TTL, 1 s to 1 h
+    # Each open session stream holds a pool thread; keep some for other calls.
+    max_session_streams: int | None = None  # None: three quarters of `threads`
+
+    def session_streams(self) -> int:
+        if self.max_session_streams is not None:
+            return self.max_session_streams
+        return max(1, self.threads * 3 // 4)
+
+    def sweep_interval(self) -> float:
+        if self.sweep_interval_seconds is not None:
+            return self.sweep_interval_seconds
+        return min(max(self.session_ttl_seconds / 10, 1.0), 3600.0)
 
 
 @dataclass
@@ -43,29 +75,64 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     worker: EngineWorker
+    sessions: SessionManager | None = None
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING, refuse new calls, let in-flight calls finish."""
+        """Report NOT_SERVING, refuse new calls, let in-flight calls finish.
+
+        Open session streams count as in flight: they are cancelled when the
+        grace period ends (their clients re-open the session elsewhere).
+        """
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.sessions is not None:
+            self.sessions.stop()
+        for cleanup in reversed(self.cleanups):
+            cleanup()
         self.worker.stop()
 
 
+def _session_store(config: ServerConfig, cleanups: list[Callable[[], None]]) -> SessionStore:
+    if config.session_db is not None:
+        store = SqliteSessionStore(config.session_db)
+    else:
+        folder = tempfile.TemporaryDirectory(prefix="cds-sessions-")
+        cleanups.append(folder.cleanup)
+        store = SqliteSessionStore(f"{folder.name}/sessions.db")
+    cleanups.append(store.close)
+    return store
+
+
 def create_server(
-    config: ServerConfig = ServerConfig(), worker: EngineWorker | None = None
+    config: ServerConfig = ServerConfig(),
+    worker: EngineWorker | None = None,
+    store: SessionStore | None = None,
 ) -> RunningServer:
     """Start serving on `config.host:config.port` (0 picks a free port).
 
-    Health reports SERVING only once the knowledge base has loaded.
+    Health reports SERVING only once the knowledge base has loaded. A `store`
+    passed in belongs to the caller and is not closed by `stop`.
     """
     worker = worker or EngineWorker()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads))
+    cleanups: list[Callable[[], None]] = []
+    store = store or _session_store(config, cleanups)
+    sessions = SessionManager(
+        store,
+        worker,
+        max_facts=config.max_facts,
+        ttl_seconds=config.session_ttl_seconds,
+        max_streams=config.session_streams(),
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.threads), options=KEEPALIVE_OPTIONS
+    )
     health_servicer = health.HealthServicer()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     pb_grpc.add_DecisionSupportServiceServicer_to_server(
-        DecisionSupportService(worker, max_facts=config.max_facts), server
+        DecisionSupportService(worker, max_facts=config.max_facts, sessions=sessions), server
     )
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -73,15 +140,21 @@ def create_server(
     port = server.add_insecure_port(f"{config.host}:{config.port}")
     server.start()
     worker.wait_ready(timeout=60)
+    sessions.start_sweeper(config.sweep_interval())
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, worker)
+    return RunningServer(server, port, health_servicer, worker, sessions, cleanups)
 
 
 def serve(config: ServerConfig) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     running = create_server(config)
     log.info("serving %s on %s:%d", SERVICE_NAME, config.host, running.port)
+    log.info(
+        "sessions in %s, erased after %.0f s idle",
+        config.session_db or "a temporary database",
+        config.session_ttl_seconds,
+    )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

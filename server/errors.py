@@ -15,14 +15,24 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from cds.v1 import decision_support_pb2 as pb
 from kb.facts import InvalidFacts, Violation
 
 DOMAIN = "cds.v1"
 # Rich details travel in a trailer; gRPC clients refuse trailers over 16 KiB by
 # default (and may warn over 8 KiB), so long violation lists are cut to fit.
 DETAILS_BUDGET_BYTES = 6 * 1024
+# A BatchRejected is a message (4 MiB limit), not a trailer: room for thousands.
+BATCH_REJECTED_BUDGET_BYTES = 256 * 1024
 REASON_ENGINE_FAILURE = "ENGINE_FAILURE"
 REASON_NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+REASON_SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+REASON_VERSION_CONFLICT = "VERSION_CONFLICT"
+REASON_OPEN_REQUIRED = "OPEN_REQUIRED"
+REASON_UNEXPECTED_MESSAGE = "UNEXPECTED_MESSAGE"
+REASON_SESSION_STREAMS_EXHAUSTED = "SESSION_STREAMS_EXHAUSTED"
+REASON_SESSION_BUSY = "SESSION_BUSY"
+REASON_STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
 
 def _status(
@@ -40,14 +50,16 @@ def _status(
     return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
 
 
-def _bad_request(violations: Sequence[Violation]) -> error_details_pb2.BadRequest:
+def _bad_request(
+    violations: Sequence[Violation], budget: int = DETAILS_BUDGET_BYTES
+) -> error_details_pb2.BadRequest:
     """The violations in order, as many as fit the budget, then a count of the rest."""
     bad_request = error_details_pb2.BadRequest()
     for index, violation in enumerate(violations):
         entry = error_details_pb2.BadRequest.FieldViolation(
             field=violation.field, description=violation.description
         )
-        if bad_request.ByteSize() + entry.ByteSize() > DETAILS_BUDGET_BYTES:
+        if bad_request.ByteSize() + entry.ByteSize() > budget:
             bad_request.field_violations.add(
                 field="facts",
                 description=f"{len(violations) - index} further violations not listed",
@@ -79,4 +91,56 @@ def engine_failure(correlation_id: str) -> grpc.Status:
 def not_implemented(method: str) -> grpc.Status:
     return _status(
         code_pb2.UNIMPLEMENTED, f"{method} is not implemented yet", REASON_NOT_IMPLEMENTED
+    )
+
+
+def batch_rejected(reason: str, violations: Sequence[Violation]) -> pb.BatchRejected:
+    """A rejected session batch: the stream stays open, so this is a message, not a status."""
+    bad_request = _bad_request(violations, BATCH_REJECTED_BUDGET_BYTES)
+    return pb.BatchRejected(reason=reason, violations=bad_request.field_violations)
+
+
+def session_not_found() -> grpc.Status:
+    # The same answer whether the id never existed, was deleted or expired.
+    return _status(code_pb2.NOT_FOUND, "session not found", REASON_SESSION_NOT_FOUND)
+
+
+def open_required() -> grpc.Status:
+    return _status(
+        code_pb2.INVALID_ARGUMENT,
+        "the first message of a session stream must be 'open'",
+        REASON_OPEN_REQUIRED,
+    )
+
+
+def unexpected_message() -> grpc.Status:
+    return _status(
+        code_pb2.INVALID_ARGUMENT,
+        "after 'open', a session stream accepts only 'assert_facts' and 'retract_facts'",
+        REASON_UNEXPECTED_MESSAGE,
+    )
+
+
+def too_many_streams(limit: int) -> grpc.Status:
+    return _status(
+        code_pb2.RESOURCE_EXHAUSTED,
+        f"this server already serves {limit} session streams; retry later",
+        REASON_SESSION_STREAMS_EXHAUSTED,
+    )
+
+
+def session_busy() -> grpc.Status:
+    return _status(
+        code_pb2.ABORTED,
+        "other writers kept changing this session; the batch was not applied, retry it",
+        REASON_SESSION_BUSY,
+    )
+
+
+def store_unavailable(correlation_id: str) -> grpc.Status:
+    return _status(
+        code_pb2.UNAVAILABLE,
+        f"the session store failed (correlation id {correlation_id}); a batch in flight was not"
+        " acknowledged: retry it with expected_version",
+        REASON_STORE_UNAVAILABLE,
     )

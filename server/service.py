@@ -22,6 +22,8 @@ from kb.facts import MAX_FACTS_PER_REQUEST, InvalidFacts, validate_facts
 from server import errors
 from server.convert import conclusion_to_proto, facts_from_proto, knowledge_base_to_proto
 from server.engine import EngineWorker
+from server.session_rpc import delete_session, stream_session
+from server.sessions import SessionManager
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,14 @@ def _abort(context: grpc.ServicerContext, status: grpc.Status) -> NoReturn:
 
 
 class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
-    def __init__(self, worker: EngineWorker, max_facts: int = MAX_FACTS_PER_REQUEST) -> None:
+    def __init__(
+        self,
+        worker: EngineWorker,
+        max_facts: int = MAX_FACTS_PER_REQUEST,
+        sessions: SessionManager | None = None,
+    ) -> None:
         self._worker = worker
+        self._sessions = sessions
         self._max_facts = max_facts
         self._knowledge_base = knowledge_base_to_proto()
 
@@ -78,9 +86,13 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
     def StreamSession(
         self, request_iterator: Iterator[pb.StreamSessionRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.StreamSessionResponse]:
-        _abort(context, errors.not_implemented("StreamSession"))
+        if self._sessions is None:
+            _abort(context, errors.not_implemented("StreamSession"))
+        return stream_session(self._sessions, request_iterator, context)
 
     def DeleteSession(
         self, request: pb.DeleteSessionRequest, context: Any
     ) -> pb.DeleteSessionResponse:
-        _abort(context, errors.not_implemented("DeleteSession"))
+        if self._sessions is None:
+            _abort(context, errors.not_implemented("DeleteSession"))
+        return delete_session(self._sessions, request, context)

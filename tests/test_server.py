@@ -162,17 +162,6 @@ def test_oversized_message_is_resource_exhausted(stub: pb_grpc.DecisionSupportSe
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def test_sessions_are_unimplemented_for_now(stub: pb_grpc.DecisionSupportServiceStub) -> None:
-    with pytest.raises(grpc.RpcError) as raised:
-        stub.DeleteSession(pb.DeleteSessionRequest(session_id="x"), timeout=5)
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert rich(raised.value)[2].reason == "NOT_IMPLEMENTED"
-    opening = pb.StreamSessionRequest(open=pb.OpenSession())
-    with pytest.raises(grpc.RpcError) as raised:
-        list(stub.StreamSession(iter([opening]), timeout=5))
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 def test_concurrent_calls_equal_their_sequential_answers(
     stub: pb_grpc.DecisionSupportServiceStub,
 ) -> None:

@@ -1,0 +1,173 @@
+"""`StreamSession` and `DeleteSession` over gRPC: protocol, conversion and statuses.
+
+The session logic lives in `server.sessions.SessionManager`; this module reads
+the stream (the first message must be `open`), turns batches into
+`ConclusionChange` events followed by `BatchApplied` or `BatchRejected`, and
+maps failures to rich statuses. A rejected batch keeps the stream open; a
+failure of the session itself (not found, store or engine failure) ends it.
+
+Session streams are long-lived: the server sets no deadline of its own and
+relies on HTTP/2 keepalive (see `server.app`) to notice dead peers.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import grpc
+
+import kb
+from cds.v1 import decision_support_pb2 as pb
+from kb.engine import EvaluationCancelled
+from server import errors
+from server.convert import conclusion_to_proto, facts_from_proto
+from server.sessions import (
+    Batch,
+    BatchRejection,
+    ChangeType,
+    Contention,
+    SessionManager,
+    SessionNotFound,
+    TooManyStreams,
+    tag,
+)
+from server.store import StoreError
+
+log = logging.getLogger(__name__)
+
+_CHANGE_TYPES = {kind: pb.ChangeType.Value(f"CHANGE_TYPE_{kind.value}") for kind in ChangeType}
+
+
+def _abort(context: grpc.ServicerContext, status: grpc.Status) -> NoReturn:
+    context.abort_with_status(status)
+    raise AssertionError("abort_with_status returned")  # it always raises
+
+
+def _fail(context: grpc.ServicerContext, what: str, error: Exception) -> NoReturn:
+    """End the call with the status for `error`; unexpected failures get a correlation id."""
+    if isinstance(error, SessionNotFound):
+        _abort(context, errors.session_not_found())
+    if isinstance(error, TooManyStreams):
+        _abort(context, errors.too_many_streams(error.args[0]))
+    if isinstance(error, Contention):
+        _abort(context, errors.session_busy())
+    correlation_id = uuid.uuid4().hex
+    # The type and the stack, not the message: messages may carry fact values.
+    log.error(
+        "%s failed: %s (correlation id %s)\n%s",
+        what,
+        type(error).__name__,
+        correlation_id,
+        "".join(traceback.format_tb(error.__traceback__)),
+    )
+    if isinstance(error, StoreError):
+        _abort(context, errors.store_unavailable(correlation_id))
+    _abort(context, errors.engine_failure(correlation_id))
+
+
+def _batch(request: pb.StreamSessionRequest) -> Batch | None:
+    action = request.WhichOneof("action")
+    if action == "assert_facts":
+        message = request.assert_facts
+        return Batch(
+            facts=tuple(facts_from_proto(message.facts)),
+            retract=tuple(message.retract_fact_ids),
+            expected_version=message.expected_version,
+            retract_field="retract_fact_ids",
+        )
+    if action == "retract_facts":
+        message = request.retract_facts
+        return Batch(
+            retract=tuple(message.fact_ids),
+            expected_version=message.expected_version,
+            retract_field="fact_ids",
+        )
+    return None
+
+
+def stream_session(
+    sessions: SessionManager,
+    request_iterator: Iterator[pb.StreamSessionRequest],
+    context: grpc.ServicerContext,
+) -> Iterator[pb.StreamSessionResponse]:
+    def should_stop() -> bool:
+        return not context.is_active()
+
+    requests = iter(request_iterator)
+    try:
+        first = next(requests, None)
+    except grpc.RpcError:
+        return  # the client went away before opening
+    if first is None or first.WhichOneof("action") != "open":
+        _abort(context, errors.open_required())
+    try:
+        snapshot = sessions.open(first.open.session_id, should_stop)
+    except EvaluationCancelled:
+        return
+    except Exception as error:
+        _fail(context, "session open", error)
+    session_id = snapshot.session_id
+    try:
+        yield pb.StreamSessionResponse(
+            opened=pb.SessionOpened(
+                session_id=session_id,
+                current=[conclusion_to_proto(c) for c in snapshot.conclusions],
+                version=snapshot.version,
+                knowledge_base_version=kb.VERSION,
+            )
+        )
+        baseline = snapshot.conclusions  # what this stream was last told
+        for request in requests:
+            batch = _batch(request)
+            if batch is None:
+                _abort(context, errors.unexpected_message())
+            try:
+                applied = sessions.apply(session_id, batch, baseline, should_stop)
+            except BatchRejection as rejection:
+                log.info(
+                    "session %s batch rejected: %s, %d violation(s)",
+                    tag(session_id),
+                    rejection.reason,
+                    len(rejection.violations),
+                )
+                yield pb.StreamSessionResponse(
+                    rejected=errors.batch_rejected(rejection.reason, rejection.violations)
+                )
+                continue
+            except EvaluationCancelled:
+                return
+            except Exception as error:
+                _fail(context, "session batch", error)
+            # Committed durably before the first event goes out.
+            for change in applied.changes:
+                yield pb.StreamSessionResponse(
+                    change=pb.ConclusionChange(
+                        type=_CHANGE_TYPES[change.type],
+                        conclusion=conclusion_to_proto(change.conclusion),
+                        version=applied.version,
+                    )
+                )
+            yield pb.StreamSessionResponse(
+                applied=pb.BatchApplied(version=applied.version, knowledge_base_version=kb.VERSION)
+            )
+            baseline = applied.conclusions
+    except grpc.RpcError:
+        return  # the client cancelled or the connection broke while we waited for it
+    finally:
+        sessions.release(session_id)
+
+
+def delete_session(
+    sessions: SessionManager, request: pb.DeleteSessionRequest, context: Any
+) -> pb.DeleteSessionResponse:
+    try:
+        deleted = sessions.delete(request.session_id)
+    except Exception as error:
+        _fail(context, "session delete", error)
+    if not deleted:
+        _abort(context, errors.session_not_found())
+    return pb.DeleteSessionResponse()

@@ -1,0 +1,449 @@
+"""Long-lived patient sessions: batches of facts in, changes of conclusions out.
+
+Facts are the source of truth. A batch is checked against the session's
+stored facts (retracted ids must exist; the whole resulting fact set must
+satisfy the vocabulary, cardinality rules included), every conclusion is
+derived again from the resulting facts on the engine thread, the batch is
+committed durably, and only then is the difference reported: conclusions
+added, updated (same code, other detail or provenance), withdrawn. No
+durable_rules state outlives one evaluation, so a session costs the engine
+nothing between batches, and conclusions after a restart come from the
+knowledge base then loaded.
+
+Concurrency. Within a process, batches on one session run one at a time (a
+lock per session id). Across processes the store's version check decides: a
+batch computed on a version that moved on is recomputed on the new one, or
+rejected with VERSION_CONFLICT when the client made it conditional.
+
+Two streams on one session. Each stream reports changes relative to what *it*
+was last told (its baseline: the conclusions in `SessionOpened`, then after
+each of its own `BatchApplied`). So if stream A applied a batch since stream
+B last heard, B's next batch reports everything that changed since B's
+baseline, A's effects included, and B's `BatchApplied.version` jumps by more
+than one. A client that applies every change it receives therefore always
+holds exactly the conclusions of the version it was last acknowledged. A
+stream is never pushed another writer's changes unasked: re-open to see them.
+
+Privacy: nothing here logs a fact, a field value, a conclusion or a full
+session id (ids are bearer secrets; logs carry a short hash of them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+
+from kb.engine import EngineFailure, EvaluationResult
+from kb.facts import (
+    REASON_FACT_INVALID,
+    REASON_LIMIT_EXCEEDED,
+    Fact,
+    FactIn,
+    InvalidFacts,
+    Violation,
+    validate_facts,
+)
+from kb.model import Conclusion
+from server.engine import EngineWorker
+from server.errors import REASON_VERSION_CONFLICT
+from server.store import SessionMissing, SessionStore, StaleVersion, StoredFact, StoredSession
+
+log = logging.getLogger(__name__)
+
+SESSION_ID_BYTES = 24  # secrets.token_urlsafe: 192 random bits, 32 characters
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{22,128}")  # used with fullmatch
+DEFAULT_TTL_SECONDS = 30 * 24 * 3600.0
+MAX_COMMIT_ATTEMPTS = 12
+# After losing a race to another process, wait a random while (doubling, capped)
+# so two writers do not keep colliding in lockstep.
+RETRY_BASE_SECONDS = 0.001
+RETRY_CAP_SECONDS = 0.05
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_FACT_INDEX = re.compile(r"facts\[(\d+)\]")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "90s", "15m", "12h", "30d" or a plain number of seconds."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError("expected a duration such as 90s, 15m, 12h, 30d or seconds")
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    if not seconds > 0:
+        raise ValueError("the duration must be positive")
+    return seconds
+
+
+def tag(session_id: str) -> str:
+    """A short, stable, non-reversible label for logs: session ids are secrets."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:10]
+
+
+class SessionNotFound(Exception):
+    """No such session (never existed, deleted or expired: deliberately not said which)."""
+
+
+class TooManyStreams(Exception):
+    """This process already serves as many session streams as it allows."""
+
+
+class Contention(Exception):
+    """Other writers kept committing first; the batch was not applied (retry it)."""
+
+
+class BatchRejection(Exception):
+    """A bad batch: nothing of it was applied. Descriptions never hold fact values."""
+
+    def __init__(self, reason: str, violations: Sequence[Violation]) -> None:
+        self.reason = reason
+        self.violations = tuple(violations)
+        super().__init__(f"{reason}: {len(self.violations)} violation(s)")
+
+
+class ChangeType(StrEnum):
+    ADDED = "ADDED"
+    UPDATED = "UPDATED"
+    WITHDRAWN = "WITHDRAWN"
+
+
+@dataclass(frozen=True)
+class Change:
+    type: ChangeType
+    conclusion: Conclusion  # for WITHDRAWN: the conclusion as the stream last saw it
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch as received: retract first, then assert, all or nothing.
+
+    `retract_field` is the name of the id list in the request message
+    (`retract_fact_ids` in AssertFacts, `fact_ids` in RetractFacts), for paths.
+    """
+
+    facts: tuple[FactIn, ...] = ()
+    retract: tuple[str, ...] = ()
+    expected_version: int = 0
+    retract_field: str = "retract_fact_ids"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    session_id: str
+    version: int
+    conclusions: tuple[Conclusion, ...]
+
+
+@dataclass(frozen=True)
+class Applied:
+    version: int
+    conclusions: tuple[Conclusion, ...]
+    changes: tuple[Change, ...]
+
+
+def diff(before: Sequence[Conclusion], after: Sequence[Conclusion]) -> list[Change]:
+    """Added, then updated (in the new order), then withdrawn (in the old order)."""
+    old = {conclusion.code: conclusion for conclusion in before}
+    new = {conclusion.code: conclusion for conclusion in after}
+    added = [Change(ChangeType.ADDED, c) for c in after if c.code not in old]
+    updated = [Change(ChangeType.UPDATED, c) for c in after if c.code in old and old[c.code] != c]
+    withdrawn = [Change(ChangeType.WITHDRAWN, c) for c in before if c.code not in new]
+    return [*added, *updated, *withdrawn]
+
+
+def _stored(fact: Fact) -> StoredFact:
+    return StoredFact(fact.id, fact.type, fact.value.model_dump(mode="json", exclude_none=True))
+
+
+def _fact_in(fact: StoredFact) -> FactIn:
+    return FactIn(fact.id, fact.type, dict(fact.fields))
+
+
+class _Registry:
+    """Per-process bookkeeping: a lock per session id, and which sessions are streaming."""
+
+    def __init__(self, max_streams: int) -> None:
+        self._mutex = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+        self._streams: Counter[str] = Counter()
+        self._max_streams = max_streams
+
+    @contextmanager
+    def lock(self, session_id: str) -> Iterator[None]:
+        with self._mutex:
+            lock, users = self._locks.get(session_id, (threading.Lock(), 0))
+            self._locks[session_id] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._mutex:
+                lock, users = self._locks[session_id]
+                if users == 1:
+                    del self._locks[session_id]
+                else:
+                    self._locks[session_id] = (lock, users - 1)
+
+    def add_stream(self, session_id: str) -> None:
+        with self._mutex:
+            if self._streams.total() >= self._max_streams:
+                raise TooManyStreams(self._max_streams)
+            self._streams[session_id] += 1
+
+    def remove_stream(self, session_id: str) -> None:
+        with self._mutex:
+            self._streams[session_id] -= 1
+            if self._streams[session_id] <= 0:
+                del self._streams[session_id]
+
+    def streaming(self) -> frozenset[str]:
+        with self._mutex:
+            return frozenset(self._streams)
+
+
+class SessionManager:
+    """Sessions over a `SessionStore`, evaluated on the process's `EngineWorker`.
+
+    Transport-free: the servicer maps requests to `open`, `apply`, `release`
+    and `delete`, and exceptions to statuses.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        worker: EngineWorker,
+        *,
+        max_facts: int,
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        max_streams: int = 48,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.ttl_seconds = ttl_seconds
+        self._worker = worker
+        self._max_facts = max_facts
+        self._clock = clock
+        self._registry = _Registry(max_streams)
+        self._stopping = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    # -- streams ---------------------------------------------------------------
+
+    def open(self, session_id: str, should_stop: Callable[[], bool]) -> Snapshot:
+        """Create a session (empty id) or resume one; count it as streaming.
+
+        Every successful `open` must be paired with one `release`.
+        """
+        created = not session_id
+        if created:
+            session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        elif not SESSION_ID_PATTERN.fullmatch(session_id):
+            raise SessionNotFound()  # no lookup, and no hint that the format was wrong
+        self._registry.add_stream(session_id)
+        try:
+            now = self._clock()
+            if created:
+                self.store.create(session_id, now)
+                log.info("session %s created", tag(session_id))
+            state = self.store.open(session_id, now)
+            if state is None:
+                raise SessionNotFound()
+            conclusions = self._derive(self._validated(state), should_stop)
+        except BaseException:
+            self._registry.remove_stream(session_id)
+            raise
+        return Snapshot(session_id, state.version, conclusions)
+
+    def release(self, session_id: str) -> None:
+        """The stream that opened `session_id` has ended."""
+        self._registry.remove_stream(session_id)
+
+    def apply(
+        self,
+        session_id: str,
+        batch: Batch,
+        baseline: Sequence[Conclusion],
+        should_stop: Callable[[], bool],
+    ) -> Applied:
+        """Apply one batch; return the new version and the changes from `baseline`.
+
+        Raises `BatchRejection` (nothing applied), `SessionNotFound`,
+        `Contention`, `EngineFailure` or `EvaluationCancelled` (nothing applied).
+        """
+        with self._registry.lock(session_id):
+            for attempt in range(MAX_COMMIT_ATTEMPTS):
+                state = self.store.load(session_id)
+                if state is None:
+                    raise SessionNotFound()
+                if batch.expected_version and batch.expected_version != state.version:
+                    raise BatchRejection(
+                        REASON_VERSION_CONFLICT,
+                        [
+                            Violation(
+                                "expected_version", f"the session is at version {state.version}"
+                            )
+                        ],
+                    )
+                facts, upsert = self._plan(state, batch)
+                conclusions = self._derive(facts, should_stop)
+                try:
+                    version = self.store.commit(
+                        session_id, state.version, batch.retract, upsert, self._clock()
+                    )
+                except StaleVersion:
+                    # Another process committed first: recompute on its version.
+                    ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**attempt)
+                    time.sleep(random.uniform(0, ceiling))
+                    continue
+                except SessionMissing:
+                    raise SessionNotFound() from None
+                return Applied(version, conclusions, tuple(diff(baseline, conclusions)))
+        raise Contention()
+
+    def delete(self, session_id: str) -> bool:
+        """Erase a session now; False if there is no such session."""
+        if not SESSION_ID_PATTERN.fullmatch(session_id):
+            return False
+        with self._registry.lock(session_id):
+            deleted = self.store.delete(session_id)
+        if deleted:
+            log.info("session %s deleted", tag(session_id))
+        return deleted
+
+    # -- batches ---------------------------------------------------------------
+
+    def _plan(self, state: StoredSession, batch: Batch) -> tuple[list[Fact], list[StoredFact]]:
+        """Check a batch against the session; the facts after it, in order, and the upserts."""
+        limit = self._max_facts
+        if len(batch.facts) > limit:
+            raise BatchRejection(
+                REASON_LIMIT_EXCEEDED, [Violation("facts", f"at most {limit} facts per batch")]
+            )
+        if len(batch.retract) > limit:
+            raise BatchRejection(
+                REASON_LIMIT_EXCEEDED,
+                [Violation(batch.retract_field, f"at most {limit} fact ids per batch")],
+            )
+        violations: list[Violation] = []
+        remaining = {fact.id: fact for fact in state.facts}
+        first_seen: dict[str, int] = {}
+        for index, fact_id in enumerate(batch.retract):
+            path = f"{batch.retract_field}[{index}]"
+            if fact_id in first_seen:
+                first = f"{batch.retract_field}[{first_seen[fact_id]}]"
+                violations.append(Violation(path, f"fact id listed twice (first at {first})"))
+                continue
+            first_seen[fact_id] = index
+            if remaining.pop(fact_id, None) is None:
+                violations.append(Violation(path, "the session holds no fact with this id"))
+
+        asserted = {fact.id for fact in batch.facts}
+        kept = [fact for fact_id, fact in remaining.items() if fact_id not in asserted]
+        if len(kept) + len(asserted) > limit:
+            raise BatchRejection(
+                REASON_LIMIT_EXCEEDED,
+                [Violation("facts", f"a session holds at most {limit} facts")],
+            )
+        # Stored facts first, so a cardinality clash is reported on the batch's fact.
+        try:
+            combined = [*map(_fact_in, kept), *batch.facts]
+            valid = validate_facts(combined, max_facts=len(combined))
+        except InvalidFacts as error:
+            violations.extend(
+                self._batch_relative(violation, kept) for violation in error.violations
+            )
+            valid = []
+        if violations:
+            raise BatchRejection(REASON_FACT_INVALID, violations)
+
+        by_id = {fact.id: fact for fact in valid}
+        order = dict.fromkeys(remaining)  # an existing id keeps its place, a new one goes last
+        order.update(dict.fromkeys(fact.id for fact in batch.facts))
+        upsert = [_stored(by_id[fact.id]) for fact in batch.facts]
+        return [by_id[fact_id] for fact_id in order], upsert
+
+    @staticmethod
+    def _batch_relative(violation: Violation, kept: Sequence[StoredFact]) -> Violation:
+        """Paths of the combined check (stored facts, then the batch) as paths in the batch."""
+
+        def index(match: re.Match[str]) -> str:
+            position = int(match[1])
+            if position >= len(kept):
+                return f"facts[{position - len(kept)}]"
+            return f"session fact '{kept[position].id}'"
+
+        field = violation.field
+        match = _FACT_INDEX.match(field)
+        if match is not None and int(match[1]) < len(kept):
+            # A stored fact the loaded knowledge base no longer accepts: name it by id.
+            field = f"session.facts[{kept[int(match[1])].id}]" + field[match.end() :]
+        else:
+            field = _FACT_INDEX.sub(index, field, count=1)
+        return Violation(field, _FACT_INDEX.sub(index, violation.description))
+
+    def _validated(self, state: StoredSession) -> list[Fact]:
+        try:
+            return validate_facts(
+                [_fact_in(fact) for fact in state.facts], max_facts=max(len(state.facts), 1)
+            )
+        except InvalidFacts:
+            raise EngineFailure("stored session facts no longer validate") from None
+
+    def _derive(
+        self, facts: Sequence[Fact], should_stop: Callable[[], bool]
+    ) -> tuple[Conclusion, ...]:
+        for item in self._worker.evaluate(facts, should_stop=should_stop):
+            if isinstance(item, EvaluationResult):
+                return item.conclusions
+        raise EngineFailure("evaluation ended without a result")
+
+    # -- expiry ----------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Erase sessions idle longer than the TTL; a session with an open stream is not idle.
+
+        Open streams are marked active first, so another process sharing the
+        database does not expire them either.
+        """
+        now = self._clock()
+        streaming = self._registry.streaming()
+        self.store.touch(streaming, now)
+        swept = self.store.sweep(now - self.ttl_seconds, keep=streaming)
+        if swept:
+            log.info("swept %d idle session(s)", swept)
+        return swept
+
+    def start_sweeper(self, interval_seconds: float) -> None:
+        """Sweep now and then every `interval_seconds` on a background thread."""
+        if self._sweeper is not None:
+            raise RuntimeError("the sweeper is already running")
+        self._sweeper = threading.Thread(
+            target=self._sweep_forever,
+            args=(interval_seconds,),
+            name="session-sweeper",
+            daemon=True,
+        )
+        self._sweeper.start()
+
+    def _sweep_forever(self, interval_seconds: float) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.sweep()
+            except Exception as error:
+                log.error("session sweep failed: %s", type(error).__name__)
+            self._stopping.wait(interval_seconds)
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop the sweeper (the store stays open: its owner closes it)."""
+        self._stopping.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout)
