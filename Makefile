@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 50051
 SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
-.PHONY: install proto proto-check run demo test lint clean
+.PHONY: install proto proto-check run demo test lint kb-check kb-mutate docs clean
 
 install: $(STAMP)
 
@@ -38,11 +38,20 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# The knowledge engineer's loop: lint, scenarios and coverage, no gRPC.
+kb-check: $(STAMP)
+	$(PY) -m kb.check
+
+# Does every scenario set notice a threshold, comparison or condition changed?
+kb-mutate: $(STAMP)
+	$(PY) -m kb.mutate
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP) proto-check lint
+	$(PY) -m kb.check
 	$(PY) -m pytest -q
 
 clean:

@@ -24,6 +24,8 @@ See `../shared/notes/durable-rules.md`; each countermeasure here answers one:
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import math
 import threading
@@ -32,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import durable_rules_engine
 from durable import engine as durable_engine
 from durable.lang import c, m, when_all
 
@@ -92,7 +95,8 @@ class _Evaluation:
     error: BaseException | None = None
 
 
-def _list_items(model: type[Any]) -> dict[str, tuple[str, ...]]:
+@functools.cache
+def list_field_items(model: type[Any]) -> dict[str, tuple[str, ...]]:
     """For each list-of-enum field of a fact model, its allowed values."""
     items = {}
     for name, info in model.model_fields.items():
@@ -109,6 +113,24 @@ def _engine_number(value: float) -> float:
     return value
 
 
+def encode_fact(fact: Fact, engine_id: str, sid: str = "0") -> dict[str, Any]:
+    """A validated fact as the engine sees it: its fields plus `t` (its type);
+    a list of enumerated values becomes a map from each allowed value to
+    whether it is present (the engine cannot test a list for what it lacks)."""
+    items = list_field_items(type(fact.value))
+    encoded: dict[str, Any] = {"sid": sid, "id": engine_id, "t": fact.type}
+    for name, value in fact.value:
+        if value is None:
+            continue
+        if name in items:
+            encoded[name] = {item: item in value for item in items[name]}
+        elif type(value) is float:
+            encoded[name] = _engine_number(value)
+        else:
+            encoded[name] = value
+    return encoded
+
+
 def _marker(sid: str, number: int) -> dict[str, Any]:
     return {"sid": sid, "id": f"s{number}", "t": STAGE_MARKER, "n": number}
 
@@ -121,16 +143,37 @@ class RulesEngine:
     takes the process-wide engine lock) but serves one caller at a time.
     """
 
-    def __init__(self, groups: Sequence[RuleGroup] = GROUPS) -> None:
+    def __init__(
+        self,
+        groups: Sequence[RuleGroup] = GROUPS,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        """`transform` may rewrite the compiled definition before it is
+        registered (mutation testing does); the rules' actions stay."""
         self.rules: tuple[Rule, ...] = tuple(rule for group in groups for rule in group.rules)
         self.group_of = {rule.id: group.name for group in groups for rule in group.rules}
         self._stages = sorted({rule.stage for rule in self.rules})
-        self._list_items: dict[str, dict[str, tuple[str, ...]]] = {}
         self._current: _Evaluation | None = None
         self._name = f"cgh_{next(_RULESET_NAMES)}"
         self._host = _QuietHost()
+        definition = self._definition()
+        if transform is not None:
+            definition = transform(definition)
         with _ENGINE_LOCK:
-            self._host.register_rulesets({self._name: self._definition()})
+            self._host.register_rulesets({self._name: definition})
+        # durable_rules keeps (and exports) the definition it compiled.
+        self._registered = self._host.get_ruleset(self._name).get_definition()
+
+    def close(self) -> None:
+        """Free the engine's compiled ruleset (tools that build many engines)."""
+        with _ENGINE_LOCK:
+            ruleset = self._host.get_ruleset(self._name)
+            durable_rules_engine.delete_ruleset(ruleset._handle)
+
+    def definition(self) -> dict[str, Any]:
+        """The rules as the engine registered them (durable_rules' own export):
+        `{"RULE-ID#n": {"all": [{alias: pattern}, ...]}}`, a copy."""
+        return copy.deepcopy(self._registered)
 
     def _definition(self) -> dict[str, Any]:
         definition = {
@@ -190,23 +233,6 @@ class RulesEngine:
                 )
         except BaseException as error:
             evaluation.error = error
-
-    def _encode(self, sid: str, engine_id: str, fact: Fact) -> dict[str, Any]:
-        model = type(fact.value)
-        items = self._list_items.get(model.__name__)
-        if items is None:
-            items = self._list_items[model.__name__] = _list_items(model)
-        encoded: dict[str, Any] = {"sid": sid, "id": engine_id, "t": fact.type}
-        for name, value in fact.value:
-            if value is None:
-                continue
-            if name in items:
-                encoded[name] = {item: item in value for item in items[name]}
-            elif type(value) is float:
-                encoded[name] = _engine_number(value)
-            else:
-                encoded[name] = value
-        return encoded
 
     def _assert(self, evaluation: _Evaluation, what: str, facts: list[dict[str, Any]]) -> None:
         try:
@@ -282,7 +308,7 @@ class RulesEngine:
             raise EngineFailure("begin rule did not fire")
         if evaluation.facts_by_engine_id:
             encoded = [
-                self._encode(sid, engine_id, fact)
+                encode_fact(fact, engine_id, sid)
                 for engine_id, fact in evaluation.facts_by_engine_id.items()
             ]
             self._assert(evaluation, "the facts", encoded)
