@@ -9,6 +9,12 @@ catch "survives": a rule could be wrong that way and nothing would fail.
 
 What is never mutated: the stage marker and the fact-type discriminator `t`,
 engine scaffolding whose removal changes no answer by design.
+
+Some mutants cannot change any answer (e.g. POTS's adolescent branch without
+its upper age bound: from 20 the adult branch, with its lower threshold, fires
+anyway). Each such mutant is listed, with the reason, in
+`kb/scenarios/equivalent_mutants.yaml`; a listed mutant that the scenarios do
+kill, or no longer exists, makes the run fail so the list cannot go stale.
 """
 
 from __future__ import annotations
@@ -21,14 +27,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
+
+import yaml
 
 from kb.conditions import STAGE_ALIAS, describe
 from kb.engine import RulesEngine
 from kb.facts import Fact, validate_facts
-from kb.scenarios import Scenario, check, load_scenarios
+from kb.scenarios import SCENARIO_DIR, Scenario, check, load_scenarios
+
+EQUIVALENT_FILE = SCENARIO_DIR / "equivalent_mutants.yaml"
 
 SWAPS = {"$gte": "$gt", "$gt": "$gte", "$lte": "$lt", "$lt": "$lte", "$ex": "$nex", "$nex": "$ex"}
 CONNECTIVES = {"$and": "$or", "$or": "$and"}
@@ -79,7 +89,7 @@ def _mutants_of(rule: str, path: Path, node: Any) -> Iterator[Mutant]:
             yield Mutant(
                 rule,
                 path,
-                f"drop '{describe(item)}'",
+                f"drop '{describe(item)}' from '{describe(node)}'",
                 lambda n, o=operator, i=index: {o: n[o][:i] + n[o][i + 1 :]},
             )
             yield from _mutants_of(rule, (*path, operator, index), item)
@@ -133,7 +143,14 @@ def mutants(definition: dict[str, Any]) -> list[Mutant]:
                 )
             )
             found.extend(_mutants_of(name, ("all", index, alias), expression))
-    return found
+    # The same change can occur twice in one rule (a sub-expression repeated):
+    # number the repeats so that every mutant has a stable name.
+    seen: dict[tuple[str, str], int] = {}
+    named = []
+    for mutant in found:
+        count = seen[(mutant.rule, mutant.change)] = seen.get((mutant.rule, mutant.change), 0) + 1
+        named.append(mutant if count == 1 else replace(mutant, change=f"{mutant.change} #{count}"))
+    return named
 
 
 def _replace(node: Any, path: Path, apply: Callable[[Any], Any]) -> Any:
@@ -241,15 +258,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     _MUTANTS[:] = mutants(baseline.definition())
     # Forked children inherit the scenarios and mutants; each builds its own engines.
     results = run_all(max(1, args.processes))
-    survivors = [_MUTANTS[index] for index, killer in sorted(results.items()) if killer is None]
+    equivalent = load_equivalent()
+    survived = {(m.rule, m.change) for i, m in enumerate(_MUTANTS) if results[i] is None}
+    survivors = [m for i, m in enumerate(_MUTANTS) if results[i] is None]
     for mutant in survivors:
-        print(f"SURVIVED {mutant.rule}: {mutant.change}")
+        if (mutant.rule, mutant.change) not in equivalent:
+            print(f"SURVIVED {mutant.rule}: {mutant.change}")
+    stale = sorted(set(equivalent) - survived)
+    for rule, change in stale:
+        print(f"STALE equivalent_mutants.yaml entry (killed or gone) {rule}: {change}")
+    unexplained = [m for m in survivors if (m.rule, m.change) not in equivalent]
     seconds = time.perf_counter() - started
     print(
         f"{len(_MUTANTS)} mutants, {len(_MUTANTS) - len(survivors)} killed, "
-        f"{len(survivors)} survived ({len(_CASES)} scenarios, {seconds:.1f} s)"
+        f"{len(survivors) - len(unexplained)} equivalent (listed with reasons), "
+        f"{len(unexplained)} survived ({len(_CASES)} scenarios, {seconds:.1f} s)"
     )
-    return 1 if survivors else 0
+    return 1 if unexplained or stale else 0
+
+
+def load_equivalent() -> dict[tuple[str, str], str]:
+    """Reviewed equivalent mutants: (rule, change) -> why no answer can differ."""
+    if not EQUIVALENT_FILE.exists():
+        return {}
+    document = yaml.safe_load(EQUIVALENT_FILE.read_text()) or {}
+    return {(entry["rule"], entry["change"]): entry["why"] for entry in document["equivalent"]}
 
 
 if __name__ == "__main__":
