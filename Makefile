@@ -46,11 +46,16 @@ kb-check: $(STAMP)
 kb-mutate: $(STAMP)
 	$(PY) -m kb.mutate
 
+# docs/knowledge-base.md is generated from the rules; make test fails when stale.
+docs: $(STAMP)
+	$(PY) -m kb.docs
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP) proto-check lint
+	$(PY) -m kb.docs --check
 	$(PY) -m kb.check
 	$(PY) -m pytest -q
 

@@ -359,6 +359,22 @@ class CdsClient:
         )
         return self._stream_evaluation(request, self._deadline(timeout))
 
+    def explain(
+        self, facts: Iterable[Mapping[str, Any]], code: str, *, timeout: float | None = None
+    ) -> pb.ExplainResponse:
+        """Why (or why not) `code` for these facts: each rule that can produce it,
+        each condition with the values it saw, and the conclusions it chains on.
+
+        Returned as its message: a tree to print or walk, not a flat result.
+        """
+        request = pb.ExplainRequest(
+            facts=[fact_to_proto(fact, index) for index, fact in enumerate(facts)], code=code
+        )
+        try:
+            return self._stub.Explain(request, timeout=self._deadline(timeout))
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from error
+
     def knowledge_base(self, *, timeout: float | None = None) -> pb.GetKnowledgeBaseResponse:
         """The knowledge base: version, rulesets and rules, codes, fact schemas, references."""
         try:

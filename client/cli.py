@@ -1,6 +1,7 @@
 """Command line for the decision-support service.
 
     python -m client [--target HOST:PORT] [--timeout S] evaluate FILE.json [--json] [--color]
+    python -m client [--target HOST:PORT] [--timeout S] explain FILE.json CODE [--json]
     python -m client [--target HOST:PORT] [--timeout S] kb [--json]
     python -m client [--target HOST:PORT] session TIMELINE.jsonl [--session-id ID]
                      [--json] [--no-delay] [--delete]
@@ -287,6 +288,71 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _explain(args: argparse.Namespace, out: TextIO) -> int:
+    facts_file = load_facts_file(args.file)
+    with CdsClient(args.target, timeout=args.timeout) as cds:
+        try:
+            answer = cds.explain(facts_file.facts, args.code)
+        except ValueError as error:  # a fact that cannot be put on the wire
+            raise InputFileError(f"{args.file}: {error}") from error
+    if args.json:
+        print(json.dumps(json_format.MessageToDict(answer), indent=2), file=out)
+    else:
+        _print_explanation(answer, out, "")
+    return EXIT_OK
+
+
+def _grouped(description: str) -> str:
+    return f"({description})" if " or " in description or " and " in description else description
+
+
+def _observed(test: Any) -> str:
+    """`Struct` carries numbers as doubles: show 62, not 62.0."""
+    values = json_format.MessageToDict(test.observed)
+    shown = [
+        f"{name} {json.dumps(int(v) if isinstance(v, float) and v.is_integer() else v)}"
+        for name, v in values.items()
+    ]
+    return ", ".join(shown) or "nothing"
+
+
+def _print_explanation(answer: Any, out: TextIO, indent: str) -> None:
+    """Pertinent positives (+) and negatives (-), then the chain, depth first."""
+    verdict = "derived" if answer.derived else "NOT derived"
+    print(f"{indent}{answer.code}: {verdict}", file=out)
+    for rule in answer.rules:
+        fired = "fired" if rule.fired else "did not fire"
+        print(f"{indent}  rule {rule.rule_id} ({rule.ruleset}) {fired}", file=out)
+        many = len(rule.alternatives) > 1
+        for number, alternative in enumerate(rule.alternatives, 1):
+            inner = indent + ("    " if many else "  ")
+            if many:
+                state = "holds" if alternative.held else "does not hold"
+                print(
+                    f"{indent}  alternative {number} of {len(rule.alternatives)} {state}:", file=out
+                )
+            for condition in alternative.conditions:
+                mark = "+" if condition.held else "-"
+                print(f"{inner}  {mark} {condition.description}", file=out)
+                if condition.held:
+                    continue
+                if not condition.candidates:
+                    print(f"{inner}      no {condition.fact_type} given", file=out)
+                for candidate in condition.candidates:
+                    if candidate.matched:
+                        print(f"{inner}      but found {candidate.id}", file=out)
+                        continue
+                    for test in candidate.tests:
+                        if not test.held:
+                            print(
+                                f"{inner}      {candidate.id}: not {_grouped(test.description)} "
+                                f"(saw {_observed(test)})",
+                                file=out,
+                            )
+    for link in answer.chain:
+        _print_explanation(link, out, indent + "    ")
+
+
 def _session_event(event: ConclusionChange | BatchApplied | BatchRejected) -> dict[str, Any]:
     if isinstance(event, ConclusionChange):
         return {
@@ -430,6 +496,14 @@ def _parser() -> argparse.ArgumentParser:
         "--color", action="store_true", help="highlight urgency even when not on a terminal"
     )
     session.set_defaults(run=_session)
+
+    explain = commands.add_parser(
+        "explain", help="why (or why not) CODE for the facts in FILE.json"
+    )
+    explain.add_argument("file", metavar="FILE.json")
+    explain.add_argument("code", metavar="CODE", help="a conclusion code, e.g. mimic.pots")
+    explain.add_argument("--json", action="store_true", help="the full response as JSON")
+    explain.set_defaults(run=_explain)
 
     kb = commands.add_parser("kb", help="print the knowledge base")
     kb.add_argument("--json", action="store_true", help="the full response as JSON")

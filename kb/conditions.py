@@ -174,7 +174,8 @@ def describe_pattern(pattern: Pattern) -> str:
             for test in pattern.tests
         ]
         return f"{'no ' if pattern.negated else ''}conclusion {' '.join(names)} derived"
-    subject = f"a {pattern.fact_type} fact" if pattern.fact_type else "a fact"
+    article = "an" if (pattern.fact_type or "")[:1] in "aeiou" else "a"
+    subject = f"{article} {pattern.fact_type} fact" if pattern.fact_type else "a fact"
     if pattern.negated:
         subject = f"no {pattern.fact_type} fact" if pattern.fact_type else "no fact"
     if not pattern.tests:

@@ -10,6 +10,7 @@ from google.protobuf import struct_pb2
 
 import kb
 from cds.v1 import decision_support_pb2 as pb
+from kb.explain import ConditionResult, Explanation
 from kb.facts import FactIn, fact_schemas
 from kb.model import Conclusion, Kind, Urgency
 from kb.references import REFERENCES
@@ -107,4 +108,62 @@ def knowledge_base_to_proto() -> pb.GetKnowledgeBaseResponse:
             for group in kb.GROUPS
             for rule in group.rules
         ],
+    )
+
+
+_CONDITION_KINDS = {
+    (False, False): pb.CONDITION_KIND_FACT,
+    (False, True): pb.CONDITION_KIND_NO_FACT,
+    (True, False): pb.CONDITION_KIND_CONCLUSION,
+    (True, True): pb.CONDITION_KIND_NO_CONCLUSION,
+}
+
+
+def _condition_to_proto(condition: ConditionResult) -> pb.ConditionExplanation:
+    pattern = condition.pattern
+    candidates = []
+    for candidate in condition.candidates:
+        tests = []
+        for test in candidate.tests:
+            observed = struct_pb2.Struct()
+            observed.update(test.observed)
+            tests.append(
+                pb.TestExplanation(description=test.description, held=test.held, observed=observed)
+            )
+        candidates.append(
+            pb.CandidateExplanation(id=candidate.id, matched=candidate.matched, tests=tests)
+        )
+    return pb.ConditionExplanation(
+        kind=_CONDITION_KINDS[(pattern.is_conclusion, pattern.negated)],
+        fact_type=pattern.fact_type or "",
+        description=condition.description,
+        held=condition.held,
+        candidates=candidates,
+    )
+
+
+def explanation_to_proto(explanation: Explanation) -> pb.ExplainResponse:
+    return pb.ExplainResponse(
+        code=explanation.code,
+        derived=explanation.derived,
+        conclusion=(
+            conclusion_to_proto(explanation.conclusion) if explanation.conclusion else None
+        ),
+        rules=[
+            pb.RuleExplanation(
+                rule_id=rule.rule.id,
+                ruleset=rule.ruleset,
+                fired=rule.fired,
+                alternatives=[
+                    pb.AlternativeExplanation(
+                        held=alternative.held,
+                        conditions=[_condition_to_proto(c) for c in alternative.conditions],
+                    )
+                    for alternative in rule.alternatives
+                ],
+            )
+            for rule in explanation.rules
+        ],
+        chain=[explanation_to_proto(link) for link in explanation.chain],
+        knowledge_base_version=kb.VERSION,
     )

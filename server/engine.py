@@ -14,6 +14,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from kb.engine import EngineFailure, EvaluationCancelled, EvaluationResult, RulesEngine
 from kb.facts import Fact
@@ -22,6 +23,12 @@ from kb.model import Conclusion
 log = logging.getLogger(__name__)
 
 _STOP = object()
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
 
 
 @dataclass(frozen=True)
@@ -31,11 +38,19 @@ class _Job:
     results: queue.SimpleQueue[Conclusion | EvaluationResult | BaseException]
 
 
+@dataclass(frozen=True)
+class _Call:
+    """Any other work that needs the engine (e.g. Explain), run on its thread."""
+
+    function: Callable[[RulesEngine], Any]
+    results: queue.SimpleQueue[Any]
+
+
 class EngineWorker:
     """Runs evaluations one at a time on a dedicated thread, in arrival order."""
 
     def __init__(self, engine_factory: Callable[[], RulesEngine] = RulesEngine) -> None:
-        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | _Call | object] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
         self._thread = threading.Thread(
@@ -59,6 +74,12 @@ class EngineWorker:
             return
         self._ready.set()
         while (job := self._jobs.get()) is not _STOP:
+            if isinstance(job, _Call):
+                try:
+                    job.results.put(job.function(engine))
+                except BaseException as error:
+                    job.results.put(_Failed(error))
+                continue
             assert isinstance(job, _Job)
             if job.should_stop():
                 job.results.put(EvaluationCancelled())
@@ -90,6 +111,17 @@ class EngineWorker:
             yield item
             if isinstance(item, EvaluationResult):
                 return
+
+    def call(self, function: Callable[[RulesEngine], T]) -> T:
+        """Run `function(engine)` on the engine thread and return its result."""
+        if self._load_error is not None or not self._thread.is_alive():
+            raise EngineFailure("rules engine is not running")
+        results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._jobs.put(_Call(function, results))
+        result = results.get()
+        if isinstance(result, _Failed):
+            raise result.error
+        return result
 
     def stop(self, timeout: float | None = None) -> None:
         """Finish queued evaluations, then end the engine thread."""

@@ -26,6 +26,7 @@ DETAILS_BUDGET_BYTES = 6 * 1024
 BATCH_REJECTED_BUDGET_BYTES = 256 * 1024
 REASON_ENGINE_FAILURE = "ENGINE_FAILURE"
 REASON_NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+REASON_UNKNOWN_CODE = "UNKNOWN_CODE"
 REASON_SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
 REASON_VERSION_CONFLICT = "VERSION_CONFLICT"
 REASON_OPEN_REQUIRED = "OPEN_REQUIRED"
@@ -143,4 +144,13 @@ def store_unavailable(correlation_id: str) -> grpc.Status:
         f"the session store failed (correlation id {correlation_id}); a batch in flight was not"
         " acknowledged: retry it with expected_version",
         REASON_STORE_UNAVAILABLE,
+    )
+
+
+def unknown_code() -> grpc.Status:
+    return _status(
+        code_pb2.INVALID_ARGUMENT,
+        "code is not a conclusion code of this knowledge base (see GetKnowledgeBase)",
+        REASON_UNKNOWN_CODE,
+        [Violation("code", "not a conclusion code of this knowledge base")],
     )

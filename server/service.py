@@ -17,10 +17,17 @@ import grpc
 import kb
 from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
+from kb.catalogue import CATALOGUE
 from kb.engine import EvaluationCancelled, EvaluationResult
-from kb.facts import MAX_FACTS_PER_REQUEST, InvalidFacts, validate_facts
+from kb.explain import explain
+from kb.facts import MAX_FACTS_PER_REQUEST, Fact, InvalidFacts, validate_facts
 from server import errors
-from server.convert import conclusion_to_proto, facts_from_proto, knowledge_base_to_proto
+from server.convert import (
+    conclusion_to_proto,
+    explanation_to_proto,
+    facts_from_proto,
+    knowledge_base_to_proto,
+)
 from server.engine import EngineWorker
 from server.session_rpc import delete_session, stream_session
 from server.sessions import SessionManager
@@ -31,6 +38,30 @@ log = logging.getLogger(__name__)
 def _abort(context: grpc.ServicerContext, status: grpc.Status) -> NoReturn:
     context.abort_with_status(status)
     raise AssertionError("abort_with_status returned")  # it always raises
+
+
+def _engine_failed(context: grpc.ServicerContext, method: str, error: Exception) -> NoReturn:
+    """Fail this call only, with a correlation id shared by the log and the status."""
+    correlation_id = uuid.uuid4().hex
+    # The type and the stack, not the message: messages may carry fact values.
+    log.error(
+        "%s failed: %s (correlation id %s)\n%s",
+        method,
+        type(error).__name__,
+        correlation_id,
+        "".join(traceback.format_tb(error.__traceback__)),
+    )
+    _abort(context, errors.engine_failure(correlation_id))
+
+
+def _validated(
+    context: grpc.ServicerContext, method: str, facts: Any, max_facts: int
+) -> list[Fact]:
+    try:
+        return validate_facts(facts_from_proto(facts), max_facts)
+    except InvalidFacts as error:
+        log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
+        _abort(context, errors.invalid_facts(error))
 
 
 class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
@@ -48,11 +79,7 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
     def Evaluate(
         self, request: pb.EvaluateRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.EvaluateResponse]:
-        try:
-            facts = validate_facts(facts_from_proto(request.facts), self._max_facts)
-        except InvalidFacts as error:
-            log.info("evaluate rejected: %s, %d violation(s)", error.reason, len(error.violations))
-            _abort(context, errors.invalid_facts(error))
+        facts = _validated(context, "evaluate", request.facts, self._max_facts)
         try:
             for item in self._worker.evaluate(facts, should_stop=lambda: not context.is_active()):
                 if isinstance(item, EvaluationResult):
@@ -68,15 +95,19 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
         except EvaluationCancelled:
             log.info("evaluate stopped: call cancelled or deadline passed")
         except Exception as error:
-            correlation_id = uuid.uuid4().hex
-            # The type and the stack, not the message: messages may carry fact values.
-            log.error(
-                "evaluate failed: %s (correlation id %s)\n%s",
-                type(error).__name__,
-                correlation_id,
-                "".join(traceback.format_tb(error.__traceback__)),
-            )
-            _abort(context, errors.engine_failure(correlation_id))
+            _engine_failed(context, "evaluate", error)
+
+    def Explain(
+        self, request: pb.ExplainRequest, context: grpc.ServicerContext
+    ) -> pb.ExplainResponse:
+        if request.code not in CATALOGUE:
+            _abort(context, errors.unknown_code())
+        facts = _validated(context, "explain", request.facts, self._max_facts)
+        try:
+            explanation = self._worker.call(lambda engine: explain(engine, facts, request.code))
+        except Exception as error:
+            _engine_failed(context, "explain", error)
+        return explanation_to_proto(explanation)
 
     def GetKnowledgeBase(
         self, request: pb.GetKnowledgeBaseRequest, context: grpc.ServicerContext
