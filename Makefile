@@ -57,6 +57,7 @@ lint: $(STAMP)
 test: $(STAMP) proto-check lint
 	$(PY) -m kb.docs --check
 	$(PY) -m kb.check
+	$(PY) -m kb.mutate
 	$(PY) -m pytest -q
 
 clean:
