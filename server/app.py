@@ -7,9 +7,7 @@ in-process on port 0 (grpc's examples/python idiom).
 from __future__ import annotations
 
 import logging
-import signal
 import tempfile
-import threading
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -21,7 +19,9 @@ from grpc_reflection.v1alpha import reflection
 from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from kb.facts import MAX_FACTS_PER_REQUEST
+from server.defaults import LOOPBACK
 from server.engine import EngineWorker
+from server.metrics import MetricsInterceptor
 from server.service import DecisionSupportService
 from server.sessions import DEFAULT_TTL_SECONDS, SessionManager
 from server.store import SessionStore, SqliteSessionStore
@@ -29,8 +29,6 @@ from server.store import SessionStore, SqliteSessionStore
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionSupportService"].full_name
-LOOPBACK = "127.0.0.1"
-DEFAULT_SESSION_DB = "data/sessions.db"
 # HTTP/2 keepalive: session streams are long-lived and may stay silent for
 # days, so both sides ping to notice a dead peer (and keep NATs open). The
 # server accepts a client's pings as often as every 30 s (see client.api).
@@ -57,6 +55,13 @@ class ServerConfig:
     sweep_interval_seconds: float | None = None  # None: a tenth of the TTL, 1 s to 1 h
     # Each open session stream holds a pool thread; keep some for other calls.
     max_session_streams: int | None = None  # None: three quarters of `threads`
+    # Calls in flight (session streams included) before RESOURCE_EXHAUSTED.
+    max_concurrent_rpcs: int | None = None  # None: `threads`
+    # Several worker processes share one port (`server.workers`).
+    reuse_port: bool = False
+
+    def concurrent_rpcs(self) -> int:
+        return self.max_concurrent_rpcs if self.max_concurrent_rpcs is not None else self.threads
 
     def session_streams(self) -> int:
         if self.max_session_streams is not None:
@@ -125,7 +130,12 @@ def create_server(
         max_streams=config.session_streams(),
     )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.threads), options=KEEPALIVE_OPTIONS
+        futures.ThreadPoolExecutor(max_workers=config.threads),
+        interceptors=[MetricsInterceptor()],
+        options=[*KEEPALIVE_OPTIONS, ("grpc.so_reuseport", int(config.reuse_port))],
+        # Past this many calls in flight, callers get RESOURCE_EXHAUSTED at once
+        # instead of waiting in an unbounded queue.
+        maximum_concurrent_rpcs=config.concurrent_rpcs(),
     )
     health_servicer = health.HealthServicer()
     for name in ("", SERVICE_NAME):
@@ -144,20 +154,3 @@ def create_server(
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, port, health_servicer, worker, sessions, cleanups)
-
-
-def serve(config: ServerConfig) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    running = create_server(config)
-    log.info("serving %s on %s:%d", SERVICE_NAME, config.host, running.port)
-    log.info(
-        "sessions in %s, erased after %.0f s idle",
-        config.session_db or "a temporary database",
-        config.session_ttl_seconds,
-    )
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-    log.info("shutting down (grace %.1f s)", config.grace_seconds)
-    running.stop(config.grace_seconds)

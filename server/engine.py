@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from kb.engine import EngineFailure, EvaluationCancelled, EvaluationResult, RulesEngine
 from kb.facts import Fact
 from kb.model import Conclusion
+from server.metrics import record_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,9 @@ class EngineWorker:
                 job.results.put(EvaluationCancelled())
                 continue
             try:
-                job.results.put(
-                    engine.evaluate(job.facts, job.results.put, should_stop=job.should_stop)
-                )
+                result = engine.evaluate(job.facts, job.results.put, should_stop=job.should_stop)
+                record_evaluation(result)
+                job.results.put(result)
             except BaseException as error:
                 job.results.put(error)
 

@@ -56,6 +56,7 @@ from kb.facts import (
 from kb.model import Conclusion
 from server.engine import EngineWorker
 from server.errors import REASON_VERSION_CONFLICT
+from server.metrics import OPEN_SESSIONS
 from server.store import SessionMissing, SessionStore, StaleVersion, StoredFact, StoredSession
 
 log = logging.getLogger(__name__)
@@ -198,12 +199,14 @@ class _Registry:
             if self._streams.total() >= self._max_streams:
                 raise TooManyStreams(self._max_streams)
             self._streams[session_id] += 1
+        OPEN_SESSIONS.inc()
 
     def remove_stream(self, session_id: str) -> None:
         with self._mutex:
             self._streams[session_id] -= 1
             if self._streams[session_id] <= 0:
                 del self._streams[session_id]
+        OPEN_SESSIONS.dec()
 
     def streaming(self) -> frozenset[str]:
         with self._mutex:

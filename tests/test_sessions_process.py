@@ -79,6 +79,7 @@ def test_sigkill_right_after_batch_applied_loses_nothing(tmp_path: Path) -> None
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the supervisor and its workers
     )
     facts = list(BASE)
     try:
@@ -95,7 +96,7 @@ def test_sigkill_right_after_batch_applied_loses_nothing(tmp_path: Path) -> None
             # The last batch: kill the server the moment its acknowledgement arrives.
             for event in session.send(retract=["x"]):
                 if isinstance(event, BatchApplied):
-                    os.kill(server.pid, signal.SIGKILL)
+                    os.killpg(server.pid, signal.SIGKILL)  # every worker, not just one
                     acknowledged = event.version
             facts = [f for f in facts if f["id"] != "x"]
             known = dict(session.conclusions)
