@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 50051
 SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
-.PHONY: install proto proto-check run demo test lint kb-check kb-mutate docs clean
+.PHONY: install proto proto-check run demo test lint kb-check kb-mutate docs bench clean
 
 install: $(STAMP)
 
@@ -49,6 +49,10 @@ kb-mutate: $(STAMP)
 # docs/knowledge-base.md is generated from the rules; make test fails when stale.
 docs: $(STAMP)
 	$(PY) -m kb.docs
+
+# Writes bench/results.md and bench/results.json (a few minutes).
+bench: $(STAMP)
+	$(PY) -m bench.run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
