@@ -13,6 +13,11 @@ Errors, all raised from the `grpc.RpcError` that caused them:
     +-- CdsUnavailable    UNAVAILABLE: the server is unreachable or shutting down;
                           worth a retry, unlike a rejected request
 
+Transport security: `root_certificates` (PEM bytes; or `tls=True` for the
+system's roots) makes the channel TLS; `private_key` and `certificate_chain`
+add a client certificate for servers that require mutual TLS; `token` sends
+`authorization: Bearer <token>` metadata with every call.
+
 Sessions (`CdsClient.session`) follow one patient over time: each batch of
 asserted and retracted facts answers with the conclusions it added, updated
 and withdrew, then the new version (or a rejection that leaves the session
@@ -27,8 +32,9 @@ published vocabulary.
 
 from __future__ import annotations
 
+import collections
 import queue
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -318,15 +324,31 @@ class CdsClient:
         target: str = DEFAULT_TARGET,
         timeout: float = DEFAULT_TIMEOUT,
         channel: grpc.Channel | None = None,
+        *,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        token: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive: every call needs a deadline")
+        if (private_key is None) != (certificate_chain is None):
+            raise ValueError("private_key and certificate_chain go together")
         self.target = target
         self.timeout = timeout
         self._owns_channel = channel is None
-        self._channel = (
-            grpc.insecure_channel(target, options=KEEPALIVE_OPTIONS) if channel is None else channel
-        )
+        if channel is None:
+            if tls or root_certificates is not None or private_key is not None:
+                credentials = grpc.ssl_channel_credentials(
+                    root_certificates, private_key, certificate_chain
+                )
+                channel = grpc.secure_channel(target, credentials, options=KEEPALIVE_OPTIONS)
+            else:
+                channel = grpc.insecure_channel(target, options=KEEPALIVE_OPTIONS)
+        if token is not None:
+            channel = grpc.intercept_channel(channel, _BearerToken(token))
+        self._channel = channel
         self._stub = pb_grpc.DecisionSupportServiceStub(self._channel)
 
     def __enter__(self) -> Self:
@@ -425,6 +447,50 @@ class CdsClient:
         finally:
             # Frees the stream when the caller stops early; a no-op once finished.
             call.cancel()
+
+
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer <token>` to every call's metadata."""
+
+    def __init__(self, token: str) -> None:
+        token = token.strip()
+        if not token or not token.isascii() or not token.isprintable() or " " in token:
+            raise ValueError("a token must be printable ASCII without spaces")
+        self._entry = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = [*(details.metadata or ()), self._entry]
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    intercept_unary_unary = _call
+    intercept_unary_stream = _call
+    intercept_stream_unary = _call
+    intercept_stream_stream = _call
 
 
 def change_type_name(value: int) -> str:

@@ -20,6 +20,12 @@ resumes one; its id is printed so it can be resumed later.
 Conclusions are printed as they arrive, so a slow evaluation shows its first
 findings at once. `--json` prints one JSON object per line for machines.
 
+Transport security (before the command): `--tls` (system roots) or
+`--tls-ca CA.pem` for TLS, `--tls-cert` and `--tls-key` for a client
+certificate (mutual TLS), `--token-file FILE` for a bearer token (its first
+non-blank line; or the CDS_TOKEN environment variable). A token is never
+taken on the command line, where other users could read it in `ps`.
+
 Exit status: 0 success, 1 the input file is unusable, 2 the server rejected
 the request (the error and its field violations go to stderr), 3 the server
 is unreachable.
@@ -261,10 +267,48 @@ def _joined(items: Iterable[str]) -> str:
     return ", ".join(items) or "-"
 
 
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise InputFileError(f"{what} {path}: cannot read: {error.strerror or error}") from error
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The bearer token: the first non-blank line of --token-file, else $CDS_TOKEN."""
+    if args.token_file:
+        text = _read_file(args.token_file, "token file").decode("utf-8", errors="replace")
+        tokens = [line.strip() for line in text.splitlines() if line.strip()]
+        if not tokens:
+            raise InputFileError(f"token file {args.token_file}: no token in it")
+        return tokens[0]
+    return os.environ.get("CDS_TOKEN") or None
+
+
+def _client(args: argparse.Namespace) -> CdsClient:
+    """A client for the command line's target, TLS and token options."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InputFileError("--tls-cert and --tls-key go together")
+    try:
+        return CdsClient(
+            args.target,
+            timeout=args.timeout,
+            tls=args.tls,
+            root_certificates=_read_file(args.tls_ca, "CA file") if args.tls_ca else None,
+            certificate_chain=_read_file(args.tls_cert, "certificate") if args.tls_cert else None,
+            private_key=_read_file(args.tls_key, "private key") if args.tls_key else None,
+            token=_token(args),
+        )
+    except ValueError as error:
+        if isinstance(error, InputFileError):
+            raise
+        raise InputFileError(str(error)) from error
+
+
 def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
     facts_file = load_facts_file(args.file)
     printer = _Printer(out, _color_wanted(out, args.color))
-    with CdsClient(args.target, timeout=args.timeout) as cds:
+    with _client(args) as cds:
         try:
             events = cds.evaluate(facts_file.facts)
         except ValueError as error:  # a fact that cannot be put on the wire
@@ -290,7 +334,7 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
 
 def _explain(args: argparse.Namespace, out: TextIO) -> int:
     facts_file = load_facts_file(args.file)
-    with CdsClient(args.target, timeout=args.timeout) as cds:
+    with _client(args) as cds:
         try:
             answer = cds.explain(facts_file.facts, args.code)
         except ValueError as error:  # a fact that cannot be put on the wire
@@ -369,7 +413,7 @@ def _session_event(event: ConclusionChange | BatchApplied | BatchRejected) -> di
 def _session(args: argparse.Namespace, out: TextIO) -> int:
     steps = load_timeline(args.file)
     printer = _Printer(out, _color_wanted(out, args.color))
-    with CdsClient(args.target, timeout=args.timeout) as cds, cds.session(args.session_id) as s:
+    with _client(args) as cds, cds.session(args.session_id) as s:
         if args.json:
             current = [dataclasses.asdict(c) for c in s.conclusions.values()]
             opened = {"event": "opened", "session_id": s.session_id, "version": s.version}
@@ -410,7 +454,7 @@ def _session(args: argparse.Namespace, out: TextIO) -> int:
                     )
         session_id, version, count = s.session_id, s.version, len(s.conclusions)
     if args.delete:
-        with CdsClient(args.target, timeout=args.timeout) as cds:
+        with _client(args) as cds:
             cds.delete_session(session_id)
     if not args.json:
         printer.line(f"session {session_id} at version {version}: {count} current conclusion(s)")
@@ -421,7 +465,7 @@ def _session(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _knowledge_base(args: argparse.Namespace, out: TextIO) -> int:
-    with CdsClient(args.target, timeout=args.timeout) as cds:
+    with _client(args) as cds:
         kb = cds.knowledge_base()
     if args.json:
         document = json_format.MessageToDict(kb, preserving_proto_field_name=True)
@@ -473,6 +517,16 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=DEFAULT_TIMEOUT,
         help=f"deadline per call in seconds (default {DEFAULT_TIMEOUT:g})",
+    )
+    security = parser.add_argument_group("transport security")
+    security.add_argument("--tls", action="store_true", help="use TLS with the system's CAs")
+    security.add_argument("--tls-ca", metavar="CA.pem", help="use TLS, trusting this CA (PEM)")
+    security.add_argument("--tls-cert", metavar="CERT.pem", help="client certificate (mutual TLS)")
+    security.add_argument("--tls-key", metavar="KEY.pem", help="its private key")
+    security.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="send the bearer token in FILE (default: $CDS_TOKEN, if set)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
+from typing import TYPE_CHECKING, Any
 
 from kb.facts import MAX_FACTS_PER_REQUEST
 from server.defaults import (
@@ -16,6 +16,9 @@ from server.defaults import (
     DEFAULT_SESSION_TTL,
     LOOPBACK,
 )
+
+if TYPE_CHECKING:
+    from server.app import ServerConfig
 
 # The server itself is imported only once PROMETHEUS_MULTIPROC_DIR is settled:
 # prometheus-client reads that variable once, when it is first imported.
@@ -58,6 +61,7 @@ def main() -> None:
     parser.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
     )
+    _add_hardening_arguments(parser)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
     if args.workers < 1:
@@ -65,9 +69,9 @@ def main() -> None:
     if args.metrics_port is not None and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         metrics_dir = tempfile.TemporaryDirectory(prefix="cds-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    from server.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
     from server.app import ServerConfig
     from server.sessions import parse_duration
     from server.workers import supervise
@@ -85,8 +89,75 @@ def main() -> None:
         session_db=args.session_db,
         session_ttl_seconds=session_ttl,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
+        **_hardening_config(args),
     )
+    _check_hardening(parser, config)
     sys.exit(supervise(config, args.workers, args.metrics_port))
+
+
+def _add_hardening_arguments(parser: argparse.ArgumentParser) -> None:
+    """TLS, tokens, request limits and log format (see SECURITY.md)."""
+    security = parser.add_argument_group("transport security (see SECURITY.md)")
+    security.add_argument("--tls-cert", metavar="PEM", help="server certificate chain: serve TLS")
+    security.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    security.add_argument(
+        "--tls-client-ca", metavar="PEM", help="require client certificates signed by these CAs"
+    )
+    security.add_argument(
+        "--auth-token-file",
+        metavar="FILE",
+        help="require 'authorization: Bearer <token>' (one token per line) on all but health",
+    )
+    limits = parser.add_argument_group("request limits")
+    limits.add_argument(
+        "--max-message-bytes",
+        type=int,
+        help="largest request message; beyond: RESOURCE_EXHAUSTED (default: 4 MiB)",
+    )
+    limits.add_argument(
+        "--max-string-length", type=int, help="characters per string in a fact (default: 1024)"
+    )
+    limits.add_argument("--max-fields-per-fact", type=int, help="fields per fact (default: 64)")
+    limits.add_argument("--max-list-items", type=int, help="items per list value (default: 64)")
+    limits.add_argument(
+        "--max-session-streams",
+        type=int,
+        help="open session streams per worker (default: three quarters of its threads)",
+    )
+    parser.add_argument(
+        "--log-format", choices=("json", "text"), default="json", help="log lines (default: json)"
+    )
+
+
+def _hardening_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The ServerConfig fields given on the command line (the others keep their defaults)."""
+    names = (
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+        "auth_token_file",
+        "max_message_bytes",
+        "max_string_length",
+        "max_fields_per_fact",
+        "max_list_items",
+        "max_session_streams",
+    )
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _check_hardening(parser: argparse.ArgumentParser, config: ServerConfig) -> None:
+    """Refuse unusable settings before any worker starts (exit status 2, one line)."""
+    from server import security
+
+    try:
+        config.limits()
+        security.check(config)
+    except ValueError as error:  # ConfigurationError included
+        parser.error(str(error))
+    for name in ("max_message_bytes", "max_session_streams"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@ from grpc_reflection.v1alpha import reflection
 from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from kb.facts import MAX_FACTS_PER_REQUEST
+from server import limits as request_limits
+from server import logs, security
 from server.defaults import LOOPBACK
 from server.engine import EngineWorker
 from server.metrics import MetricsInterceptor
+from server.resilient_store import ReopeningSessionStore
 from server.service import DecisionSupportService
 from server.sessions import DEFAULT_TTL_SECONDS, SessionManager
 from server.store import SessionStore, SqliteSessionStore
@@ -59,6 +62,24 @@ class ServerConfig:
     max_concurrent_rpcs: int | None = None  # None: `threads`
     # Several worker processes share one port (`server.workers`).
     reuse_port: bool = False
+    # Transport security (`server.security`): TLS, mutual TLS, bearer tokens.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    auth_token_file: str | None = None
+    # Request limits (`server.limits`); past max_message_bytes: RESOURCE_EXHAUSTED.
+    max_message_bytes: int = request_limits.DEFAULT_MAX_MESSAGE_BYTES
+    max_string_length: int = request_limits.DEFAULT_MAX_STRING_LENGTH
+    max_fields_per_fact: int = request_limits.DEFAULT_MAX_FIELDS_PER_FACT
+    max_list_items: int = request_limits.DEFAULT_MAX_LIST_ITEMS
+
+    def limits(self) -> request_limits.Limits:
+        return request_limits.Limits(
+            max_facts=self.max_facts,
+            max_string_length=self.max_string_length,
+            max_fields_per_fact=self.max_fields_per_fact,
+            max_list_items=self.max_list_items,
+        )
 
     def concurrent_rpcs(self) -> int:
         return self.max_concurrent_rpcs if self.max_concurrent_rpcs is not None else self.threads
@@ -100,7 +121,8 @@ class RunningServer:
 
 def _session_store(config: ServerConfig, cleanups: list[Callable[[], None]]) -> SessionStore:
     if config.session_db is not None:
-        store = SqliteSessionStore(config.session_db)
+        # A database that cannot be opened fails session calls, not the server.
+        store = ReopeningSessionStore(config.session_db)
     else:
         folder = tempfile.TemporaryDirectory(prefix="cds-sessions-")
         cleanups.append(folder.cleanup)
@@ -119,6 +141,7 @@ def create_server(
     Health reports SERVING only once the knowledge base has loaded. A `store`
     passed in belongs to the caller and is not closed by `stop`.
     """
+    security.check(config)  # unreadable TLS or token files fail before anything starts
     worker = worker or EngineWorker()
     cleanups: list[Callable[[], None]] = []
     store = store or _session_store(config, cleanups)
@@ -131,8 +154,17 @@ def create_server(
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.threads),
-        interceptors=[MetricsInterceptor()],
-        options=[*KEEPALIVE_OPTIONS, ("grpc.so_reuseport", int(config.reuse_port))],
+        interceptors=[
+            MetricsInterceptor(),
+            *logs.build_interceptors(),
+            *security.build_interceptors(config),
+            *request_limits.build_interceptors(config.limits()),
+        ],
+        options=[
+            *KEEPALIVE_OPTIONS,
+            ("grpc.so_reuseport", int(config.reuse_port)),
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+        ],
         # Past this many calls in flight, callers get RESOURCE_EXHAUSTED at once
         # instead of waiting in an unbounded queue.
         maximum_concurrent_rpcs=config.concurrent_rpcs(),
@@ -147,9 +179,15 @@ def create_server(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    port = security.bind(server, config, f"{config.host}:{config.port}")
     server.start()
-    worker.wait_ready(timeout=60)
+    try:
+        worker.wait_ready(timeout=60)
+    except BaseException:  # the knowledge base failed to load: release the port, then fail
+        server.stop(None)
+        for cleanup in reversed(cleanups):
+            cleanup()
+        raise
     sessions.start_sweeper(config.sweep_interval())
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -54,6 +54,10 @@ class EngineWorker:
         self._jobs: queue.SimpleQueue[_Job | _Call | object] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
+        # No job may be queued behind _STOP or after a failed load: its caller
+        # would wait forever (and, in-process, keep the interpreter from exiting).
+        self._accepting = threading.Lock()
+        self._stopped = False
         self._thread = threading.Thread(
             target=self._serve, args=(engine_factory,), name="rules-engine", daemon=True
         )
@@ -70,8 +74,10 @@ class EngineWorker:
         try:
             engine = engine_factory()
         except BaseException as error:
-            self._load_error = error
+            with self._accepting:
+                self._load_error = error
             self._ready.set()
+            self._fail_queued()
             return
         self._ready.set()
         while (job := self._jobs.get()) is not _STOP:
@@ -92,6 +98,25 @@ class EngineWorker:
             except BaseException as error:
                 job.results.put(error)
 
+    def _fail_queued(self) -> None:
+        """Answer every job queued while the knowledge base failed to load."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            failure = EngineFailure("rules engine is not running")
+            if isinstance(job, _Job):
+                job.results.put(failure)
+            elif isinstance(job, _Call):
+                job.results.put(_Failed(failure))
+
+    def _submit(self, job: _Job | _Call) -> None:
+        with self._accepting:
+            if self._stopped or self._load_error is not None or not self._thread.is_alive():
+                raise EngineFailure("rules engine is not running")
+            self._jobs.put(job)
+
     def evaluate(
         self, facts: Sequence[Fact], should_stop: Callable[[], bool]
     ) -> Iterator[Conclusion | EvaluationResult]:
@@ -99,12 +124,10 @@ class EngineWorker:
 
         Raises `EngineFailure` or `EvaluationCancelled` from the engine thread.
         """
-        if self._load_error is not None or not self._thread.is_alive():
-            raise EngineFailure("rules engine is not running")
         results: queue.SimpleQueue[Conclusion | EvaluationResult | BaseException] = (
             queue.SimpleQueue()
         )
-        self._jobs.put(_Job(facts, should_stop, results))
+        self._submit(_Job(facts, should_stop, results))
         while True:
             item = results.get()
             if isinstance(item, BaseException):
@@ -115,16 +138,17 @@ class EngineWorker:
 
     def call(self, function: Callable[[RulesEngine], T]) -> T:
         """Run `function(engine)` on the engine thread and return its result."""
-        if self._load_error is not None or not self._thread.is_alive():
-            raise EngineFailure("rules engine is not running")
         results: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._jobs.put(_Call(function, results))
+        self._submit(_Call(function, results))
         result = results.get()
         if isinstance(result, _Failed):
             raise result.error
         return result
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish queued evaluations, then end the engine thread."""
-        self._jobs.put(_STOP)
+        """Finish queued evaluations, then end the engine thread; later ones fail at once."""
+        with self._accepting:
+            if not self._stopped:
+                self._stopped = True
+                self._jobs.put(_STOP)
         self._thread.join(timeout)

@@ -16,7 +16,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from cds.v1 import decision_support_pb2 as pb
-from kb.facts import InvalidFacts, Violation
+from kb.facts import REASON_LIMIT_EXCEEDED, InvalidFacts, Violation
 
 DOMAIN = "cds.v1"
 # Rich details travel in a trailer; gRPC clients refuse trailers over 16 KiB by
@@ -153,4 +153,48 @@ def unknown_code() -> grpc.Status:
         "code is not a conclusion code of this knowledge base (see GetKnowledgeBase)",
         REASON_UNKNOWN_CODE,
         [Violation("code", "not a conclusion code of this knowledge base")],
+    )
+
+
+# -- transport: authentication, malformed and oversized requests, unexpected failures --
+
+REASON_UNAUTHENTICATED = "UNAUTHENTICATED"
+REASON_MALFORMED_REQUEST = "MALFORMED_REQUEST"
+REASON_INTERNAL = "INTERNAL"
+
+
+def unauthenticated() -> grpc.Status:
+    # Deliberately the same answer for a missing, malformed or unknown token.
+    return _status(
+        code_pb2.UNAUTHENTICATED,
+        "a valid bearer token is required (metadata 'authorization: Bearer <token>')",
+        REASON_UNAUTHENTICATED,
+    )
+
+
+def malformed_request() -> grpc.Status:
+    return _status(
+        code_pb2.INVALID_ARGUMENT,
+        "the request is not a well-formed message of this method (undecodable protobuf)",
+        REASON_MALFORMED_REQUEST,
+    )
+
+
+def limit_exceeded(violations: Sequence[Violation]) -> grpc.Status:
+    """A request past a configured size limit (strings, fields, lists, facts)."""
+    count = len(violations)
+    noun = "limit" if count == 1 else "limits"
+    return _status(
+        code_pb2.INVALID_ARGUMENT,
+        f"request rejected, nothing evaluated: {count} {noun} exceeded (LIMIT_EXCEEDED)",
+        REASON_LIMIT_EXCEEDED,
+        violations,
+    )
+
+
+def internal_error(correlation_id: str) -> grpc.Status:
+    return _status(
+        code_pb2.INTERNAL,
+        f"the server failed to complete this call (correlation id {correlation_id})",
+        REASON_INTERNAL,
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-import uuid
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -21,7 +20,7 @@ from kb.catalogue import CATALOGUE
 from kb.engine import EvaluationCancelled, EvaluationResult
 from kb.explain import explain
 from kb.facts import MAX_FACTS_PER_REQUEST, Fact, InvalidFacts, validate_facts
-from server import errors
+from server import errors, logs
 from server.convert import (
     conclusion_to_proto,
     explanation_to_proto,
@@ -42,7 +41,7 @@ def _abort(context: grpc.ServicerContext, status: grpc.Status) -> NoReturn:
 
 def _engine_failed(context: grpc.ServicerContext, method: str, error: Exception) -> NoReturn:
     """Fail this call only, with a correlation id shared by the log and the status."""
-    correlation_id = uuid.uuid4().hex
+    correlation_id = logs.correlation_id()  # the call's own, as in its log lines
     # The type and the stack, not the message: messages may carry fact values.
     log.error(
         "%s failed: %s (correlation id %s)\n%s",

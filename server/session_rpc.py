@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-import uuid
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -23,7 +22,7 @@ import grpc
 import kb
 from cds.v1 import decision_support_pb2 as pb
 from kb.engine import EvaluationCancelled
-from server import errors
+from server import errors, logs
 from server.convert import conclusion_to_proto, facts_from_proto
 from server.sessions import (
     Batch,
@@ -55,7 +54,7 @@ def _fail(context: grpc.ServicerContext, what: str, error: Exception) -> NoRetur
         _abort(context, errors.too_many_streams(error.args[0]))
     if isinstance(error, Contention):
         _abort(context, errors.session_busy())
-    correlation_id = uuid.uuid4().hex
+    correlation_id = logs.correlation_id()  # the call's own, as in its log lines
     # The type and the stack, not the message: messages may carry fact values.
     log.error(
         "%s failed: %s (correlation id %s)\n%s",

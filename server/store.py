@@ -166,7 +166,7 @@ class SqliteSessionStore:
         """Create the folder and the file readable by this user only (health data)."""
         folder = self.path.parent
         if not folder.exists():
-            folder.mkdir(parents=True, mode=0o700)
+            folder.mkdir(parents=True, mode=0o700, exist_ok=True)  # workers race here
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
 
@@ -174,7 +174,11 @@ class SqliteSessionStore:
         db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1e3
         )
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        try:
+            mode = self._wal(db)
+        except BaseException:
+            db.close()
+            raise
         if str(mode).lower() != "wal":
             db.close()
             raise StoreError(f"the session database cannot use WAL mode (got {mode})")
@@ -186,6 +190,22 @@ class SqliteSessionStore:
         ):
             db.execute(pragma)
         return db
+
+    @staticmethod
+    def _wal(db: sqlite3.Connection) -> str:
+        """`PRAGMA journal_mode=WAL`, retried while another process holds the file.
+
+        Switching a new file to WAL does not wait on `busy_timeout`: processes
+        opening one database together (workers starting) would otherwise fail.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1e3
+        while True:
+            try:
+                return str(db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(CHECKPOINT_RETRY_SECONDS)
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
@@ -54,15 +55,16 @@ def reserve_port(host: str, port: int) -> Iterator[int]:
         sock.close()
 
 
-def _worker_main(config: ServerConfig, port: int) -> None:
+def _worker_main(config: ServerConfig, port: int, served: Any) -> None:
     """A worker: its own server, engine and store (all created after the fork);
-    stops gracefully on SIGTERM."""
+    sets `served` once serving; stops gracefully on SIGTERM."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGINT as SIGTERM
     parent = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True).start()
     running = create_server(replace(config, port=port, reuse_port=True))
+    served.set()
     log.info("worker %d serving on %s:%d", os.getpid(), config.host, running.port)
     stop.wait()
     running.stop(config.grace_seconds)
@@ -92,7 +94,11 @@ def supervise(config: ServerConfig, workers: int, metrics_port: int | None = Non
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     with reserve_port(config.host, config.port) as port:
-        spawn: Callable[[], BaseProcess] = lambda: _start(_worker_main, config, port)  # noqa: E731
+
+        def spawn() -> tuple[BaseProcess, Any]:
+            served = _CONTEXT.Event()
+            return _start(_worker_main, config, port, served), served
+
         children = [spawn() for _ in range(workers)]
         exporter = (
             _start(_exporter_main, metrics_port, config.host) if metrics_port is not None else None
@@ -102,22 +108,31 @@ def supervise(config: ServerConfig, workers: int, metrics_port: int | None = Non
             config.host,
             port,
             workers,
-            " ".join(str(child.pid) for child in children),
+            " ".join(str(child.pid) for child, _ in children),
         )
+        failed_to_start = False
         while not stopping.is_set():
-            wait([child.sentinel for child in children], timeout=0.5)
-            for index, child in enumerate(children):
-                if child.exitcode is not None and not stopping.is_set():
-                    log.error("worker %d exited (%s); starting another", child.pid, child.exitcode)
-                    _mark_dead(child.pid)
-                    time.sleep(RESTART_BACKOFF_SECONDS)
-                    children[index] = spawn()
+            wait([child.sentinel for child, _ in children], timeout=0.5)
+            for index, (child, served) in enumerate(children):
+                if child.exitcode is None or stopping.is_set():
+                    continue
+                _mark_dead(child.pid)
+                if not served.is_set():
+                    # It never served (knowledge base, port or database): another
+                    # would fail the same way. Give up instead of a crash loop.
+                    log.error("worker %d failed to start (%s); stopping", child.pid, child.exitcode)
+                    failed_to_start = True
+                    stopping.set()
+                    break
+                log.error("worker %d exited (%s); starting another", child.pid, child.exitcode)
+                time.sleep(RESTART_BACKOFF_SECONDS)
+                children[index] = spawn()
         log.info("stopping %d worker(s), grace %.1f s", len(children), config.grace_seconds)
-        for child in children:
+        for child, _ in children:
             if child.exitcode is None and child.pid is not None:
                 os.kill(child.pid, signal.SIGTERM)
-        failed = 0
-        for child in children:
+        failed = failed_to_start
+        for child, _ in children:
             child.join(config.grace_seconds + 10)
             if child.exitcode is None:
                 child.kill()

@@ -1,0 +1,267 @@
+"""Structured logs: one JSON object per line, and a correlation id per call.
+
+Every RPC gets a correlation id (128 random bits, hex) when it starts on its
+pool thread. Each log line written while serving the call carries it, and an
+error status that asks the caller to report a failure (`INTERNAL`) quotes the
+same id, so an operator can find the call's lines from a caller's report.
+
+`CallContextInterceptor` does three things around every handler:
+
+- sets the call's correlation id and method in a `contextvars.ContextVar` for
+  exactly as long as the handler's own code runs (a streaming handler is
+  entered and left around each message, so nothing leaks into another call
+  served later on the same thread);
+- writes one line when the call ends: method, status code, duration
+  (DEBUG when OK, INFO otherwise);
+- turns an exception that escaped the handler without a status into
+  `INTERNAL` with the correlation id, logging its type and stack frames —
+  never its message. Left to gRPC, such an exception would be logged with its
+  message (which may quote a fact value) and answered `UNKNOWN`.
+
+Privacy: this module logs method names, status codes, durations and ids,
+nothing a caller sent. `JsonFormatter` renders an exception as its type and
+stack frames, never its message, whoever logs it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import grpc
+
+from server import errors
+
+log = logging.getLogger(__name__)
+
+LOG_FORMATS = ("json", "text")
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    correlation_id: str
+    method: str
+
+
+_CALL: ContextVar[CallInfo | None] = ContextVar("cds_call", default=None)
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current_call() -> CallInfo | None:
+    """The call being served on this thread, if any."""
+    return _CALL.get()
+
+
+def correlation_id() -> str:
+    """The current call's correlation id; a fresh one outside a call."""
+    call = _CALL.get()
+    return call.correlation_id if call is not None else new_correlation_id()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, pid, message, call fields.
+
+    Extra structured fields come from `extra={"fields": {...}}`. An exception
+    (`exc_info`) is rendered as `error` (its type) and `stack` (its frames),
+    never its message.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process or os.getpid(),
+            "message": record.getMessage(),
+        }
+        call = getattr(record, "call", None) or _CALL.get()
+        if isinstance(call, CallInfo):
+            entry["correlation_id"] = call.correlation_id
+            entry["method"] = call.method
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                entry.setdefault(str(key), value)
+        if record.exc_info and record.exc_info[0] is not None:
+            kind, _, tb = record.exc_info
+            entry["error"] = kind.__name__
+            entry["stack"] = "".join(traceback.format_tb(tb))
+        return json.dumps(entry, default=str)
+
+
+class _CallFilter(logging.Filter):
+    """Stamps the current call on each record when it is created, on its own thread."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "call"):
+            record.call = _CALL.get()
+        return True
+
+
+def configure_logging(
+    level: str | int = "INFO", fmt: str = "json", stream: TextIO | None = None
+) -> logging.Handler:
+    """Send every log record to `stream` (stderr) as JSON lines (or plain text)."""
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.addFilter(_CallFilter())
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(call)s] %(message)s")
+        )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    return handler
+
+
+def _code_name(context: grpc.ServicerContext, default: str) -> str:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else default
+
+
+def _finished(call: CallInfo, code: str, started: float) -> None:
+    log.log(
+        logging.DEBUG if code == "OK" else logging.INFO,
+        "call finished",
+        extra={
+            "fields": {
+                "code": code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+        },
+    )
+
+
+def _failed(
+    call: CallInfo, context: grpc.ServicerContext, error: Exception, started: float
+) -> None:
+    """An exception left the handler: re-raise a deliberate status, else answer INTERNAL."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):  # the handler aborted: its status stands
+        _finished(call, code.name, started)
+        raise error
+    if not context.is_active():  # the caller is gone (cancelled, deadline): no one to answer
+        _finished(call, "CANCELLED", started)
+        raise error
+    # The type and the stack, not the message: messages may carry fact values.
+    log.error(
+        "unexpected %s while serving the call (correlation id %s)\n%s",
+        type(error).__name__,
+        call.correlation_id,
+        "".join(traceback.format_tb(error.__traceback__)),
+    )
+    _finished(call, "INTERNAL", started)
+    context.abort_with_status(errors.internal_error(call.correlation_id))
+
+
+def _wrap_unary(
+    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str
+) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def unary(request: Any, context: grpc.ServicerContext) -> Any:
+        call = CallInfo(new_correlation_id(), method)
+        started = time.perf_counter()
+        token = _CALL.set(call)
+        try:
+            response = behavior(request, context)
+            _finished(call, _code_name(context, "OK"), started)
+            return response
+        except Exception as error:
+            _failed(call, context, error, started)
+            raise  # not reached: _failed always raises
+        finally:
+            _CALL.reset(token)
+
+    return unary
+
+
+def _responses(
+    responses: Iterator[Any], call: CallInfo, context: grpc.ServicerContext, started: float
+) -> Iterator[Any]:
+    """Iterate a streaming handler with the call's context set only while it runs."""
+    while True:
+        token = _CALL.set(call)
+        try:
+            response = next(responses)
+        except StopIteration:
+            _finished(call, _code_name(context, "OK"), started)
+            return
+        except Exception as error:
+            _failed(call, context, error, started)
+            raise  # not reached
+        finally:
+            _CALL.reset(token)
+        try:
+            yield response
+        except GeneratorExit:  # gRPC stopped reading: the call was cancelled or ended
+            token = _CALL.set(call)
+            try:
+                close = getattr(responses, "close", None)
+                if close is not None:
+                    close()
+                _finished(call, _code_name(context, "CANCELLED"), started)
+            finally:
+                _CALL.reset(token)
+            raise
+
+
+def _wrap_streaming(
+    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str
+) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+    def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        call = CallInfo(new_correlation_id(), method)
+        started = time.perf_counter()
+        token = _CALL.set(call)
+        try:
+            responses = iter(behavior(request, context))
+        except Exception as error:
+            _failed(call, context, error, started)
+            raise  # not reached
+        finally:
+            _CALL.reset(token)
+        return _responses(responses, call, context, started)
+
+    return streaming
+
+
+class CallContextInterceptor(grpc.ServerInterceptor):
+    """Correlation id, end-of-call log line and a last-resort INTERNAL for every RPC."""
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, method))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=_wrap_streaming(handler.unary_stream, method))
+        return handler._replace(stream_stream=_wrap_streaming(handler.stream_stream, method))
+
+
+def build_interceptors() -> list[grpc.ServerInterceptor]:
+    return [CallContextInterceptor()]

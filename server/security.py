@@ -1,0 +1,210 @@
+"""Transport security and access: TLS, mutual TLS and bearer tokens.
+
+- TLS: `tls_cert` and `tls_key` (PEM files) make the port a TLS port.
+- Mutual TLS: `tls_client_ca` (PEM, one or more CA certificates) additionally
+  requires every client to present a certificate signed by one of them.
+- Bearer tokens: `auth_token_file` holds one token per line (blank lines and
+  lines starting with '#' are skipped). Every RPC except the standard health
+  service must then carry `authorization: Bearer <token>` metadata; anything
+  else is answered `UNAUTHENTICATED` (reason UNAUTHENTICATED), the same way
+  for a missing, malformed or unknown token. Tokens are compared in constant
+  time: the SHA-256 of the presented token against the SHA-256 of every
+  configured token, with `hmac.compare_digest`, never stopping early.
+- Without TLS the server is plaintext: fine on loopback (the default bind
+  address), and logged as a warning on any other address.
+
+Nothing here logs a token or a certificate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+
+from server import errors
+
+log = logging.getLogger(__name__)
+
+HEALTH_SERVICE_PREFIX = "/grpc.health.v1.Health/"
+_PEM_MARKER = b"-----BEGIN "
+
+
+class SecurityConfig(Protocol):
+    """The fields of `server.app.ServerConfig` this module reads."""
+
+    host: str
+    tls_cert: str | None
+    tls_key: str | None
+    tls_client_ca: str | None
+    auth_token_file: str | None
+
+
+class ConfigurationError(ValueError):
+    """A security setting cannot be used; the message says which and why (no secrets)."""
+
+
+def _read(path: str, what: str, pem: bool = True) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigurationError(f"{what} {path}: cannot read: {error.strerror}") from None
+    if pem and _PEM_MARKER not in data:
+        raise ConfigurationError(f"{what} {path}: not a PEM file")
+    return data
+
+
+def load_tokens(path: str) -> tuple[str, ...]:
+    """The tokens in `path`, one per line; blank lines and '#' comments skipped."""
+    text = _read(path, "auth token file", pem=False)
+    try:
+        lines = text.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"auth token file {path}: not UTF-8 text") from None
+    tokens = tuple(
+        line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")
+    )
+    if not tokens:
+        raise ConfigurationError(f"auth token file {path}: no tokens in it")
+    for token in tokens:
+        if any(ch.isspace() for ch in token) or not token.isprintable() or not token.isascii():
+            raise ConfigurationError(
+                f"auth token file {path}: a token holds spaces or non-printable characters"
+            )
+    mode = os.stat(path).st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("auth token file %s is readable by other users: chmod 600 it", path)
+    return tokens
+
+
+def server_credentials(config: SecurityConfig) -> grpc.ServerCredentials | None:
+    """TLS (or mutual TLS) credentials from the config; None for plaintext."""
+    if not config.tls_cert and not config.tls_key:
+        if config.tls_client_ca:
+            raise ConfigurationError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise ConfigurationError("--tls-cert and --tls-key go together")
+    cert = _read(config.tls_cert, "TLS certificate")
+    key = _read(config.tls_key, "TLS private key")
+    client_ca = _read(config.tls_client_ca, "TLS client CA") if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check(config: SecurityConfig) -> None:
+    """Read every security file now, so a bad setting fails before serving (or forking)."""
+    server_credentials(config)
+    if config.auth_token_file:
+        load_tokens(config.auth_token_file)
+
+
+def bind(server: grpc.Server, config: SecurityConfig, address: str) -> int:
+    """Add the server's port, TLS if configured; warn when plaintext leaves loopback."""
+    credentials = server_credentials(config)
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+        mutual = " with client certificates required" if config.tls_client_ca else ""
+        log.info("TLS on %s%s", address, mutual)
+        return port
+    if not is_loopback(config.host):
+        log.warning(
+            "serving PLAINTEXT gRPC on non-loopback address %s: health data and %s cross the"
+            " network unencrypted; use --tls-cert and --tls-key",
+            config.host,
+            "bearer tokens" if config.auth_token_file else "requests",
+        )
+    return server.add_insecure_port(address)
+
+
+def _digest(token: str | bytes) -> bytes:
+    return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
+
+
+def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+    """The token of the first `authorization: Bearer <token>` entry, if any."""
+    for key, value in metadata or ():
+        if key.lower() != "authorization":
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        scheme, _, token = str(value).strip().partition(" ")
+        token = token.strip()
+        return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+def _deny(handler: Any) -> Any:
+    """A handler of the same kind as `handler` that answers UNAUTHENTICATED."""
+
+    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+        log.warning("call refused: no valid bearer token")
+        context.abort_with_status(errors.unauthenticated())
+
+    kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+    kind = next((k for k in kinds if getattr(handler, k, None) is not None), "unary_unary")
+    replaced = {k: (refuse if k == kind else None) for k in kinds}
+    # No deserializer: the request is never read, so it is never parsed.
+    return handler._replace(request_deserializer=None, **replaced)
+
+
+class BearerTokenInterceptor(grpc.ServerInterceptor):
+    """`UNAUTHENTICATED` for every RPC without a known bearer token, except health."""
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        self._digests = tuple(_digest(token) for token in tokens)
+        if not self._digests:
+            raise ConfigurationError("bearer-token authentication needs at least one token")
+
+    def authorized(self, metadata: Iterable[tuple[str, Any]] | None) -> bool:
+        token = bearer_token(metadata)
+        presented = _digest(token if token is not None else "")
+        matched = False
+        for digest in self._digests:  # every token, always: no early exit
+            matched |= hmac.compare_digest(presented, digest)
+        return matched and token is not None
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
+        if handler_call_details.method.startswith(HEALTH_SERVICE_PREFIX):
+            return continuation(handler_call_details)
+        if self.authorized(handler_call_details.invocation_metadata):
+            return continuation(handler_call_details)
+        handler = continuation(handler_call_details)
+        if handler is None:
+            # An unknown method: the same answer, so unauthenticated callers learn nothing.
+            return grpc.unary_unary_rpc_method_handler(_deny_unknown)
+        return _deny(handler)
+
+
+def _deny_unknown(request: Any, context: grpc.ServicerContext) -> Any:
+    context.abort_with_status(errors.unauthenticated())
+
+
+def build_interceptors(config: SecurityConfig) -> list[grpc.ServerInterceptor]:
+    """The access-control interceptors for `config` (none without a token file)."""
+    if not config.auth_token_file:
+        return []
+    tokens = load_tokens(config.auth_token_file)
+    log.info("bearer-token authentication on: %d token(s) loaded", len(tokens))
+    return [BearerTokenInterceptor(tokens)]
