@@ -23,7 +23,6 @@ from server import limits as request_limits
 from server import logs, security
 from server.defaults import LOOPBACK
 from server.engine import EngineWorker
-from server.metrics import MetricsInterceptor
 from server.resilient_store import ReopeningSessionStore
 from server.service import DecisionSupportService
 from server.sessions import DEFAULT_TTL_SECONDS, SessionManager
@@ -155,7 +154,6 @@ def create_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.threads),
         interceptors=[
-            MetricsInterceptor(),
             *logs.build_interceptors(),
             *security.build_interceptors(config),
             *request_limits.build_interceptors(config.limits()),

@@ -12,7 +12,8 @@ same id, so an operator can find the call's lines from a caller's report.
   entered and left around each message, so nothing leaks into another call
   served later on the same thread);
 - writes one line when the call ends: method, status code, duration
-  (DEBUG when OK, INFO otherwise);
+  (DEBUG when OK, INFO otherwise), and counts and times the call in the
+  Prometheus metrics (`server.metrics.record_rpc`);
 - turns an exception that escaped the handler without a status into
   `INTERNAL` with the correlation id, logging its type and stack frames —
   never its message. Left to gRPC, such an exception would be logged with its
@@ -41,6 +42,7 @@ from typing import Any, TextIO
 import grpc
 
 from server import errors
+from server.metrics import record_rpc
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +143,12 @@ def _code_name(context: grpc.ServicerContext, default: str) -> str:
 
 
 def _finished(call: CallInfo, code: str, started: float) -> None:
+    seconds = time.perf_counter() - started
+    record_rpc(call.method.rsplit("/", 1)[-1], code, seconds)
     log.log(
         logging.DEBUG if code == "OK" else logging.INFO,
         "call finished",
-        extra={
-            "fields": {
-                "code": code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            }
-        },
+        extra={"fields": {"code": code, "duration_ms": round(seconds * 1000, 3)}},
     )
 
 

@@ -12,11 +12,6 @@ conclusion codes — never fact values or session ids.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
-
-import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
 from kb.engine import EvaluationResult
@@ -45,65 +40,8 @@ def record_evaluation(result: EvaluationResult) -> None:
         RULES_FIRED.labels(conclusion.provenance.rule_id).inc()
 
 
-def _code(context: grpc.ServicerContext, error: BaseException | None) -> str:
-    if isinstance(error, GeneratorExit):  # the client went away mid-stream
-        return grpc.StatusCode.CANCELLED.name
-    code = context.code()
-    if code is None:
-        code = grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
-    return code.name
-
-
-def _observe(method: str, started: float, context: Any, error: BaseException | None) -> None:
-    code = _code(context, error)
+def record_rpc(method: str, code: str, seconds: float) -> None:
+    """One finished RPC; called by the call-context interceptor (server.logs),
+    which already knows every call's end, status and duration."""
     RPCS.labels(method, code).inc()
-    RPC_SECONDS.labels(method, code).observe(time.perf_counter() - started)
-
-
-class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every RPC, streaming ones to their last message."""
-
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], handler_call_details: Any
-    ) -> Any:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method.rsplit("/", 1)[-1]
-        if handler.unary_unary:
-            return handler._replace(unary_unary=_unary(method, handler.unary_unary))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=_streaming(method, handler.unary_stream))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=_unary(method, handler.stream_unary))
-        return handler._replace(stream_stream=_streaming(method, handler.stream_stream))
-
-
-def _unary(method: str, behaviour: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def wrapped(request: Any, context: Any) -> Any:
-        started = time.perf_counter()
-        error = None
-        try:
-            return behaviour(request, context)
-        except BaseException as raised:
-            error = raised
-            raise
-        finally:
-            _observe(method, started, context, error)
-
-    return wrapped
-
-
-def _streaming(method: str, behaviour: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def wrapped(request: Any, context: Any) -> Iterator[Any]:
-        started = time.perf_counter()
-        error = None
-        try:
-            yield from behaviour(request, context)
-        except BaseException as raised:
-            error = raised
-            raise
-        finally:
-            _observe(method, started, context, error)
-
-    return wrapped
+    RPC_SECONDS.labels(method, code).observe(seconds)
