@@ -28,28 +28,11 @@ from server.app import SERVICE_NAME, RunningServer, ServerConfig, create_server
 from server.convert import conclusion_to_proto
 from server.engine import EngineWorker
 from tests.conftest import to_proto_facts
+from tests.patients import EXAM, HEADACHE, patient
 from tests.validation_cases import CASES, Case
 
 SCENARIOS = [s for s in load_scenarios() if not s.error]
-PATIENT = [
-    {
-        "id": "h",
-        "type": "headache",
-        "fields": {
-            "laterality": "unilateral",
-            "side_locked": True,
-            "starts_in_neck": True,
-            "radiates_oculo_fronto_temporal": True,
-            "provoked_by_occipital_pressure": True,
-        },
-    },
-    {
-        "id": "x",
-        "type": "cervical_exam",
-        "fields": {"rom_reduced": True, "myofascial_sensitivity": True},
-    },
-    {"id": "p", "type": "patient", "fields": {"age_years": 35}},
-]
+PATIENT = [HEADACHE, EXAM, patient(35)]
 
 
 def request(facts: list[dict[str, Any]]) -> pb.EvaluateRequest:

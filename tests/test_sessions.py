@@ -49,26 +49,11 @@ from server.engine import EngineWorker
 from server.sessions import Batch, SessionManager, parse_duration
 from server.store import SqliteSessionStore, StaleVersion, StoredFact
 from tests.conftest import to_proto_facts
+from tests.patients import EXAM, HEADACHE
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMELINE = ROOT / "examples" / "timeline-refractory.jsonl"
 
-HEADACHE = {
-    "id": "h",
-    "type": "headache",
-    "fields": {
-        "laterality": "unilateral",
-        "side_locked": True,
-        "starts_in_neck": True,
-        "radiates_oculo_fronto_temporal": True,
-        "provoked_by_occipital_pressure": True,
-    },
-}
-EXAM = {
-    "id": "x",
-    "type": "cervical_exam",
-    "fields": {"rom_reduced": True, "myofascial_sensitivity": True},
-}
 PATIENT = {"id": "p", "type": "patient", "fields": {"age_years": 35}}
 DX = "dx.cervicogenic_headache_supported"
 

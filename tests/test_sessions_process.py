@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.api import BatchApplied, CdsClient, Conclusion
 from server.app import ServerConfig, create_server
+from tests.patients import EXAM, HEADACHE, patient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,25 +49,7 @@ def imaging(n: int) -> dict[str, Any]:
     return {"id": f"i{n}", "type": "imaging", "fields": fields}
 
 
-BASE = [
-    {"id": "p", "type": "patient", "fields": {"age_years": 44}},
-    {
-        "id": "h",
-        "type": "headache",
-        "fields": {
-            "laterality": "unilateral",
-            "side_locked": True,
-            "starts_in_neck": True,
-            "radiates_oculo_fronto_temporal": True,
-            "provoked_by_occipital_pressure": True,
-        },
-    },
-    {
-        "id": "x",
-        "type": "cervical_exam",
-        "fields": {"rom_reduced": True, "myofascial_sensitivity": True},
-    },
-]
+BASE = [patient(44), HEADACHE, EXAM]
 
 
 def test_sigkill_right_after_batch_applied_loses_nothing(tmp_path: Path) -> None:

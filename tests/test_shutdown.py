@@ -39,25 +39,10 @@ from server.app import RunningServer, ServerConfig, create_server
 from server.engine import EngineWorker
 from server.resilient_store import ReopeningSessionStore
 from server.store import SqliteSessionStore
+from tests.patients import EXAM, HEADACHE
 from tests.test_sessions_process import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADACHE = {
-    "id": "h",
-    "type": "headache",
-    "fields": {
-        "laterality": "unilateral",
-        "side_locked": True,
-        "starts_in_neck": True,
-        "radiates_oculo_fronto_temporal": True,
-        "provoked_by_occipital_pressure": True,
-    },
-}
-EXAM = {
-    "id": "x",
-    "type": "cervical_exam",
-    "fields": {"rom_reduced": True, "myofascial_sensitivity": True},
-}
 PATIENT = [HEADACHE, EXAM, {"id": "p", "type": "patient", "fields": {"age_years": 35}}]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
