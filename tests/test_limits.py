@@ -22,6 +22,8 @@ from google.protobuf import struct_pb2
 from google.protobuf.internal import encoder
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import server.service
 import server.session_rpc
@@ -30,7 +32,7 @@ from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from client.api import BatchApplied, BatchRejected, CdsClient, CdsError
 from kb.facts import TREATMENT_KINDS, FactIn, Headache, validate_facts
 from server.app import RunningServer, ServerConfig, create_server
-from server.limits import Limits
+from server.limits import Limits, _facts_fit, request_violations
 from tests.conftest import to_proto_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -386,3 +388,44 @@ def test_undecodable_requests_are_invalid_argument(channel: grpc.Channel) -> Non
             call()
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert rich(raised.value)[0] == "MALFORMED_REQUEST"
+
+
+# The fast check that admits the common request must agree with the walk that
+# names violations: whatever the walk would report, the fast check must doubt.
+_SMALL = Limits(
+    max_facts=3, max_string_length=4, max_fields_per_fact=3, max_list_items=3, max_depth=3
+)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(max_size=6),
+            st.text(max_size=6),
+            st.dictionaries(st.text(max_size=6), _json_values, max_size=4),
+        ),
+        max_size=4,
+    )
+)
+def test_fast_admission_agrees_with_the_violation_walk(facts: list) -> None:
+    request = pb.EvaluateRequest(
+        facts=[
+            pb.Fact(id=fact_id, type=fact_type, fields=_struct(fields))
+            for fact_id, fact_type, fields in facts
+        ]
+    )
+    assert _facts_fit(request, _SMALL) == (request_violations(request, _SMALL) == [])
+
+
+def _struct(fields: dict) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(fields)
+    return struct
