@@ -36,7 +36,7 @@ class _Failed:
 class _Job:
     facts: Sequence[Fact]
     should_stop: Callable[[], bool]
-    results: queue.SimpleQueue[Conclusion | EvaluationResult | BaseException]
+    results: queue.SimpleQueue[list[Conclusion] | EvaluationResult | BaseException]
 
 
 @dataclass(frozen=True)
@@ -124,17 +124,18 @@ class EngineWorker:
 
         Raises `EngineFailure` or `EvaluationCancelled` from the engine thread.
         """
-        results: queue.SimpleQueue[Conclusion | EvaluationResult | BaseException] = (
+        results: queue.SimpleQueue[list[Conclusion] | EvaluationResult | BaseException] = (
             queue.SimpleQueue()
         )
         self._submit(_Job(facts, should_stop, results))
         while True:
-            item = results.get()
+            item = results.get()  # a stage's conclusions, then the result
             if isinstance(item, BaseException):
                 raise item
-            yield item
             if isinstance(item, EvaluationResult):
+                yield item
                 return
+            yield from item
 
     def call(self, function: Callable[[RulesEngine], T]) -> T:
         """Run `function(engine)` on the engine thread and return its result."""

@@ -111,7 +111,7 @@ def test_should_stop_cancels_between_stages_and_releases_the_sid(engine: RulesEn
 
     seen = []
     with pytest.raises(EvaluationCancelled):
-        engine.evaluate(facts, on_conclusion=seen.append, should_stop=stop_after_first_stage)
+        engine.evaluate(facts, on_stage=seen.extend, should_stop=stop_after_first_stage)
     assert [c.code for c in seen] == ["dx.cervicogenic_headache_supported"]
     assert len(polls) == 2
     assert "step.physical_therapy" in codes(engine, [HEADACHE, EXAM, PATIENT])
