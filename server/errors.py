@@ -9,6 +9,7 @@ never fact values.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NoReturn
 
 import grpc
 from google.protobuf import any_pb2
@@ -68,6 +69,12 @@ def _bad_request(
             break
         bad_request.field_violations.append(entry)
     return bad_request
+
+
+def abort(context: grpc.ServicerContext, status: grpc.Status) -> NoReturn:
+    """End the call with `status` (typed NoReturn: abort_with_status always raises)."""
+    context.abort_with_status(status)
+    raise AssertionError("abort_with_status returned")
 
 
 def invalid_facts(error: InvalidFacts) -> grpc.Status:

@@ -137,6 +137,21 @@ def configure_logging(
     return handler
 
 
+def report_failure(what: str, error: BaseException) -> str:
+    """Log an unexpected failure of the current call and return its correlation id,
+    for the status that asks the caller to report it. The log gets the error's
+    type and stack, never its message: messages may carry fact values."""
+    call_id = correlation_id()
+    log.error(
+        "%s failed: %s (correlation id %s)\n%s",
+        what,
+        type(error).__name__,
+        call_id,
+        "".join(traceback.format_tb(error.__traceback__)),
+    )
+    return call_id
+
+
 def _code_name(context: grpc.ServicerContext, default: str) -> str:
     code = context.code()
     return code.name if isinstance(code, grpc.StatusCode) else default
@@ -163,13 +178,7 @@ def _failed(
     if not context.is_active():  # the caller is gone (cancelled, deadline): no one to answer
         _finished(call, "CANCELLED", started)
         raise error
-    # The type and the stack, not the message: messages may carry fact values.
-    log.error(
-        "unexpected %s while serving the call (correlation id %s)\n%s",
-        type(error).__name__,
-        call.correlation_id,
-        "".join(traceback.format_tb(error.__traceback__)),
-    )
+    report_failure("the call", error)
     _finished(call, "INTERNAL", started)
     context.abort_with_status(errors.internal_error(call.correlation_id))
 

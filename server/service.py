@@ -7,7 +7,6 @@ thread (`EngineWorker`). Nothing here decides anything clinical.
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -34,23 +33,9 @@ from server.sessions import SessionManager
 log = logging.getLogger(__name__)
 
 
-def _abort(context: grpc.ServicerContext, status: grpc.Status) -> NoReturn:
-    context.abort_with_status(status)
-    raise AssertionError("abort_with_status returned")  # it always raises
-
-
 def _engine_failed(context: grpc.ServicerContext, method: str, error: Exception) -> NoReturn:
     """Fail this call only, with a correlation id shared by the log and the status."""
-    correlation_id = logs.correlation_id()  # the call's own, as in its log lines
-    # The type and the stack, not the message: messages may carry fact values.
-    log.error(
-        "%s failed: %s (correlation id %s)\n%s",
-        method,
-        type(error).__name__,
-        correlation_id,
-        "".join(traceback.format_tb(error.__traceback__)),
-    )
-    _abort(context, errors.engine_failure(correlation_id))
+    errors.abort(context, errors.engine_failure(logs.report_failure(method, error)))
 
 
 def _validated(
@@ -60,7 +45,7 @@ def _validated(
         return validate_facts(facts_from_proto(facts), max_facts)
     except InvalidFacts as error:
         log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
-        _abort(context, errors.invalid_facts(error))
+        errors.abort(context, errors.invalid_facts(error))
 
 
 class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
@@ -100,7 +85,7 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
         self, request: pb.ExplainRequest, context: grpc.ServicerContext
     ) -> pb.ExplainResponse:
         if request.code not in CATALOGUE:
-            _abort(context, errors.unknown_code())
+            errors.abort(context, errors.unknown_code())
         facts = _validated(context, "explain", request.facts, self._max_facts)
         try:
             explanation = self._worker.call(lambda engine: explain(engine, facts, request.code))
@@ -117,12 +102,12 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
         self, request_iterator: Iterator[pb.StreamSessionRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.StreamSessionResponse]:
         if self._sessions is None:
-            _abort(context, errors.not_implemented("StreamSession"))
+            errors.abort(context, errors.not_implemented("StreamSession"))
         return stream_session(self._sessions, request_iterator, context)
 
     def DeleteSession(
         self, request: pb.DeleteSessionRequest, context: Any
     ) -> pb.DeleteSessionResponse:
         if self._sessions is None:
-            _abort(context, errors.not_implemented("DeleteSession"))
+            errors.abort(context, errors.not_implemented("DeleteSession"))
         return delete_session(self._sessions, request, context)

@@ -13,7 +13,6 @@ relies on HTTP/2 keepalive (see `server.app`) to notice dead peers.
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -41,31 +40,18 @@ log = logging.getLogger(__name__)
 _CHANGE_TYPES = {kind: pb.ChangeType.Value(f"CHANGE_TYPE_{kind.value}") for kind in ChangeType}
 
 
-def _abort(context: grpc.ServicerContext, status: grpc.Status) -> NoReturn:
-    context.abort_with_status(status)
-    raise AssertionError("abort_with_status returned")  # it always raises
-
-
 def _fail(context: grpc.ServicerContext, what: str, error: Exception) -> NoReturn:
     """End the call with the status for `error`; unexpected failures get a correlation id."""
     if isinstance(error, SessionNotFound):
-        _abort(context, errors.session_not_found())
+        errors.abort(context, errors.session_not_found())
     if isinstance(error, TooManyStreams):
-        _abort(context, errors.too_many_streams(error.args[0]))
+        errors.abort(context, errors.too_many_streams(error.args[0]))
     if isinstance(error, Contention):
-        _abort(context, errors.session_busy())
-    correlation_id = logs.correlation_id()  # the call's own, as in its log lines
-    # The type and the stack, not the message: messages may carry fact values.
-    log.error(
-        "%s failed: %s (correlation id %s)\n%s",
-        what,
-        type(error).__name__,
-        correlation_id,
-        "".join(traceback.format_tb(error.__traceback__)),
-    )
+        errors.abort(context, errors.session_busy())
+    correlation_id = logs.report_failure(what, error)
     if isinstance(error, StoreError):
-        _abort(context, errors.store_unavailable(correlation_id))
-    _abort(context, errors.engine_failure(correlation_id))
+        errors.abort(context, errors.store_unavailable(correlation_id))
+    errors.abort(context, errors.engine_failure(correlation_id))
 
 
 def _batch(request: pb.StreamSessionRequest) -> Batch | None:
@@ -102,7 +88,7 @@ def stream_session(
     except grpc.RpcError:
         return  # the client went away before opening
     if first is None or first.WhichOneof("action") != "open":
-        _abort(context, errors.open_required())
+        errors.abort(context, errors.open_required())
     try:
         snapshot = sessions.open(first.open.session_id, should_stop)
     except EvaluationCancelled:
@@ -123,7 +109,7 @@ def stream_session(
         for request in requests:
             batch = _batch(request)
             if batch is None:
-                _abort(context, errors.unexpected_message())
+                errors.abort(context, errors.unexpected_message())
             try:
                 applied = sessions.apply(session_id, batch, baseline, should_stop)
             except BatchRejection as rejection:
@@ -168,5 +154,5 @@ def delete_session(
     except Exception as error:
         _fail(context, "session delete", error)
     if not deleted:
-        _abort(context, errors.session_not_found())
+        errors.abort(context, errors.session_not_found())
     return pb.DeleteSessionResponse()
