@@ -7,6 +7,6 @@ scenario runner and the tests.
 from kb.rules import GROUPS
 
 # Bump on any change to a rule, a threshold, the fact vocabulary or a citation.
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 
 __all__ = ["GROUPS", "VERSION"]

@@ -1,4 +1,4 @@
-"""The published conclusion codes (spec `conclusions.md`, version 1).
+"""The published conclusion codes (version 2, the clinical safety revision).
 
 The catalogue is the contract clients program against: every code here must be
 produced by exactly one rule, and every rule must produce a code from here with
@@ -17,20 +17,22 @@ CATALOGUE: dict[str, tuple[Kind, Urgency]] = {
     "mimic.migraine": (Kind.MIMIC_SUSPECTED, Urgency.ROUTINE),
     "mimic.cervical_artery_dissection": (Kind.MIMIC_SUSPECTED, Urgency.EMERGENT),
     "mimic.secondary_headache": (Kind.MIMIC_SUSPECTED, Urgency.URGENT),
+    "mimic.thunderclap_headache": (Kind.MIMIC_SUSPECTED, Urgency.EMERGENT),
+    "mimic.emergency_red_flag": (Kind.MIMIC_SUSPECTED, Urgency.EMERGENT),
     "mimic.chiari_malformation": (Kind.MIMIC_SUSPECTED, Urgency.ROUTINE),
+    "mimic.trigeminal_autonomic_cephalalgia": (Kind.MIMIC_SUSPECTED, Urgency.ROUTINE),
+    "mimic.medication_overuse_headache": (Kind.MIMIC_SUSPECTED, Urgency.ROUTINE),
     "step.physical_therapy": (Kind.NEXT_TREATMENT_STEP, Urgency.ROUTINE),
     "step.adjunct_exercise": (Kind.NEXT_TREATMENT_STEP, Urgency.ROUTINE),
     "step.continue_physical_therapy": (Kind.NEXT_TREATMENT_STEP, Urgency.ROUTINE),
     "step.maintain_and_reassess": (Kind.NEXT_TREATMENT_STEP, Urgency.ROUTINE),
     "step.greater_occipital_nerve_block": (Kind.NEXT_TREATMENT_STEP, Urgency.ROUTINE),
-    "step.percutaneous_intervention": (Kind.NEXT_TREATMENT_STEP, Urgency.ROUTINE),
     "step.specialist_referral": (Kind.NEXT_TREATMENT_STEP, Urgency.ROUTINE),
     "step.amitriptyline": (Kind.NEXT_TREATMENT_STEP, Urgency.ROUTINE),
     "caution.manipulation_contraindicated": (Kind.CAUTION, Urgency.EMERGENT),
     "caution.imaging_not_diagnostic": (Kind.CAUTION, Urgency.ROUTINE),
     "caution.physical_therapy_first": (Kind.CAUTION, Urgency.ROUTINE),
     "caution.repeated_occipital_blocks": (Kind.CAUTION, Urgency.ROUTINE),
-    "caution.incomplete_physical_therapy": (Kind.CAUTION, Urgency.ROUTINE),
     "caution.pediatric_occipital_pain": (Kind.CAUTION, Urgency.ROUTINE),
     "info.cervical_exam": (Kind.INFORMATION_NEEDED, Urgency.ROUTINE),
     "info.orthostatic_vitals": (Kind.INFORMATION_NEEDED, Urgency.ROUTINE),

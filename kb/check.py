@@ -1,8 +1,9 @@
 """`python -m kb.check` (`make kb-check`): lint, scenarios and rule coverage.
 
-Runs without gRPC, through the real engine. Exits 1 when lint finds a problem,
-a scenario fails, or a rule is never fired or never seen not firing by the
-scenarios. A scenario sees a rule not firing when the code is not derived and
+Runs without gRPC, through the real engine. Exits 1 when a scenario file cannot
+be read (one line per problem, naming file, scenario and place), lint finds a
+problem, a scenario fails, or a rule is never fired or never seen not firing by
+the scenarios. A scenario sees a rule not firing when the code is not derived and
 the scenario says so: by listing it in `absent:`, or with `exactly: true` when
 the facts came near (at least one of the rule's fact conditions was met), so an
 unrelated patient does not count as a test of the rule.
@@ -24,7 +25,7 @@ from kb.explain import Explanation, explain
 from kb.facts import Fact, InvalidFacts, validate_facts
 from kb.lint import lint
 from kb.model import Conclusion
-from kb.scenarios import SCENARIO_DIR, Scenario, check, load_scenarios
+from kb.scenarios import SCENARIO_DIR, Scenario, ScenarioFileError, check, load_scenarios
 
 
 @dataclass
@@ -179,8 +180,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenarios", type=Path, default=SCENARIO_DIR)
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    try:
+        scenarios = load_scenarios(args.scenarios)
+    except ScenarioFileError as error:
+        # The message already names file, scenario and place: a traceback would only bury it.
+        for problem in error.problems:
+            print(f"kb-check FAILED: {problem}", file=sys.stderr)
+        return 1
     engine = RulesEngine()
-    report = run(engine, load_scenarios(args.scenarios))
+    report = run(engine, scenarios)
     render(report, engine, sys.stdout, time.perf_counter() - started)
     return 0 if report.ok else 1
 

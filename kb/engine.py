@@ -259,7 +259,9 @@ class RulesEngine:
                     kind=rule.kind,
                     urgency=rule.urgency,
                     title=rule.title,
-                    detail=rule.describe(Match(read=read, facts=facts)),
+                    detail=rule.describe(
+                        Match(read=read, facts=facts, derived_from=tuple(firing.derived_from))
+                    ),
                     provenance=Provenance(
                         rule_id=rule.id,
                         ruleset=self.group_of[rule.id],

@@ -1,4 +1,4 @@
-"""The fact vocabulary (spec `facts.md`, version 1) and its validation.
+"""The fact vocabulary (version 2: fields added, none renamed) and its validation.
 
 One strict pydantic model per fact type. The models are the contract: their JSON
 Schema is what `GetKnowledgeBase` publishes, and `validate_facts` is the only way
@@ -129,6 +129,20 @@ class Headache(_FactModel):
     improvement_lying_down_within_hours: _number(ge=0, le=72) | None = Field(
         None, description="how soon that improvement comes"
     )
+    autonomic_features: Bool | None = Field(
+        None,
+        description=(
+            "ipsilateral cranial autonomic features during the pain: lacrimation, conjunctival "
+            "injection, rhinorrhoea or nasal congestion, eyelid oedema, ptosis or miosis"
+        ),
+    )
+    medication_overuse: Bool | None = Field(
+        None,
+        description=(
+            "acute headache medication on 10 or more (triptans, opioids, combinations) or 15 or "
+            "more (simple analgesics) days a month for more than 3 months"
+        ),
+    )
 
 
 class CervicalExam(_FactModel):
@@ -163,6 +177,9 @@ class OrthostaticVitals(_FactModel):
 
 
 class RedFlags(_FactModel):
+    """The red-flag screen. It is complete when every field is given, true or false:
+    an absent field is an unasked question, not a negative answer."""
+
     horner_syndrome: Bool | None = None
     focal_neurological_deficit: Bool | None = None
     recent_neck_trauma: Bool | None = Field(
@@ -175,7 +192,42 @@ class RedFlags(_FactModel):
     pregnancy_or_postpartum: Bool | None = None
     immunosuppression: Bool | None = None
     new_onset_after_50: Bool | None = Field(
-        None, description='the headache first began after age 50 (SNNOOP10 "older age")'
+        None,
+        description=(
+            "the headache first began after age 50 (the giant-cell arteritis age threshold; "
+            'SNNOOP10\'s "older age" is 65)'
+        ),
+    )
+    pulsatile_tinnitus: Bool | None = None
+    lower_cranial_nerve_palsy: Bool | None = Field(
+        None, description="e.g. dysphagia, tongue deviation, hoarseness from a IX-XII palsy"
+    )
+    transient_visual_loss_or_tia: Bool | None = Field(
+        None,
+        description="amaurosis fugax or a transient ischaemic attack, even if resolved",
+    )
+    posterior_circulation_symptoms: Bool | None = Field(
+        None, description="vertigo, diplopia, dysarthria, dysphagia, ataxia or drop attacks"
+    )
+    meningism: Bool | None = Field(
+        None,
+        description=(
+            "neck stiffness on flexion with fever or photophobia, Kernig or Brudzinski sign"
+        ),
+    )
+    reduced_consciousness: Bool | None = None
+    painful_red_eye: Bool | None = Field(
+        None, description="a painful red eye (acute angle-closure glaucoma must be excluded)"
+    )
+    new_or_changed_headache: Bool | None = Field(
+        None,
+        description=(
+            "headache that began within the last 3 months, or a clear change of a long-standing "
+            "pattern"
+        ),
+    )
+    exertional_onset: Bool | None = Field(
+        None, description="brought on by exercise or sexual activity"
     )
 
 
@@ -234,7 +286,12 @@ FACT_TYPES: dict[str, FactType] = {
             True,
             "The lying-to-standing test (at most one).",
         ),
-        FactType("red_flags", RedFlags, True, "Red-flag screen (at most one)."),
+        FactType(
+            "red_flags",
+            RedFlags,
+            True,
+            "Red-flag screen (at most one); complete when every field is given, true or false.",
+        ),
         FactType("imaging", Imaging, False, "An imaging study (zero or more)."),
         FactType("treatment", Treatment, False, "A treatment tried (zero or more; one per kind)."),
     )

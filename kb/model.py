@@ -65,15 +65,21 @@ class Evidence:
 class Match:
     """What a rule saw when it fired (merged over all its firings in one evaluation).
 
-    `read` holds the client facts its patterns matched; `facts` is every fact of
-    the evaluation, for details that mention what is missing.
+    `read` holds the client facts its patterns matched and `derived_from` the
+    codes it chained on; `facts` is every fact of the evaluation, for details
+    that mention what is missing.
     """
 
     read: Sequence[Fact]
     facts: Sequence[Fact]
+    derived_from: Sequence[str] = ()
 
     def read_of(self, fact_type: str) -> list[Any]:
         return [fact.value for fact in self.read if fact.type == fact_type]
+
+    def all_of(self, fact_type: str) -> list[Any]:
+        """Every fact of this type in the evaluation, read by the rule or not."""
+        return [fact.value for fact in self.facts if fact.type == fact_type]
 
     def any_fact(self, fact_type: str, **fields: Any) -> bool:
         return any(
@@ -83,7 +89,38 @@ class Match:
         )
 
 
-Detail = str | Callable[[Match], str]
+@dataclass(frozen=True)
+class DetailPart:
+    """One sentence of a computed detail and the condition under which it is said.
+
+    `text` may hold `{placeholders}` that the detail's `values` fill from the
+    facts; `when` says the condition in words for the reviewable reference
+    (`docs/knowledge-base.md`), `applies` decides it (None: always said).
+    """
+
+    text: str
+    when: str = "always"
+    applies: Callable[[Match], bool] | None = None
+
+
+@dataclass(frozen=True)
+class ComputedDetail:
+    """A detail that depends on the facts, written as every part it can contain,
+    so a clinician can review each variant without running the engine."""
+
+    parts: tuple[DetailPart, ...]
+    values: Callable[[Match], dict[str, str]] | None = None
+    placeholders: tuple[tuple[str, str], ...] = ()  # (name, what it holds), for the docs
+
+    def applied(self, match: Match) -> list[DetailPart]:
+        return [part for part in self.parts if part.applies is None or part.applies(match)]
+
+    def render(self, match: Match) -> str:
+        values = self.values(match) if self.values is not None else {}
+        return " ".join(part.text.format(**values) for part in self.applied(match))
+
+
+Detail = str | ComputedDetail
 
 
 @dataclass(frozen=True)
@@ -109,7 +146,7 @@ class Rule:
     urgency: Urgency = Urgency.ROUTINE
 
     def describe(self, match: Match) -> str:
-        return self.detail(match) if callable(self.detail) else self.detail
+        return self.detail if isinstance(self.detail, str) else self.detail.render(match)
 
 
 @dataclass(frozen=True)

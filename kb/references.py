@@ -1,8 +1,19 @@
-"""The primary sources every rule cites (spec `references.md`, version 1).
+"""The primary sources every rule cites (spec `references.md`, version 2).
 
 They replace the seed guideline's unnumbered "1-5" citations, some of which
 named bodies that never made the statement. Rules cite these ids only; a test
 checks that every cited id exists here.
+
+Version 2 corrects attributions and what each source is said to support: the
+VA/DoD synopsis covers migraine and tension-type headache, so its occipital-block
+statements are migraine evidence; Naja 2006 blocked the greater and lesser
+occipital nerves, measured analgesic use and is now very low certainty for a
+greater occipital block alone; Cote 2019 advises against combining manipulation,
+mobilisation and exercise; the dissection and SNNOOP10 lists are given in full.
+It adds the FDA's 2014 epidural-steroid safety communication (FDA2014), the ACR
+1990 giant-cell arteritis criteria (HUNDER1990) and Govind 2003 on third-occipital
+neurotomy (GOVIND2003). FDA2014 has no DOI, so a reference may carry a URL
+instead; `Reference.locator` gives whichever it has.
 """
 
 from __future__ import annotations
@@ -16,9 +27,23 @@ from kb.model import Certainty
 class Reference:
     id: str
     citation: str
-    doi: str
+    doi: str | None
     supports: str
     certainty: Certainty
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.doi is None and self.url is None:
+            raise ValueError(f"reference {self.id} needs a DOI or a URL")
+
+    @property
+    def locator(self) -> str:
+        """Where to find the source: `doi:<doi>` when it has a DOI, else its URL."""
+        if self.doi is not None:
+            return f"doi:{self.doi}"
+        if self.url is not None:
+            return self.url
+        raise ValueError(f"reference {self.id} needs a DOI or a URL")
 
 
 REFERENCES: tuple[Reference, ...] = (
@@ -28,8 +53,9 @@ REFERENCES: tuple[Reference, ...] = (
         "Headache Disorders, 3rd ed. Cephalalgia 2018;38(1):1-211.",
         "10.1177/0333102417738202",
         "11.2.1 cervicogenic headache; 1.1 migraine without aura (>=5 attacks, 4-72 h, 2 of 4, "
-        "1 of 2); 7.2.3 SIH (orthostatic pattern cannot be relied upon); 7.7 Chiari "
-        "(cough/Valsalva, occipital, < 5 min); imaging findings are not firm evidence of causation",
+        "1 of 2); 7.2.3 SIH (orthostatic pattern 'cannot be relied upon'); 7.7 Chiari "
+        "(cough/Valsalva, occipital, < 5 min); note that imaging findings are not firm evidence "
+        "of causation",
         Certainty.CONSENSUS,
     ),
     Reference(
@@ -113,7 +139,8 @@ REFERENCES: tuple[Reference, ...] = (
         "collaboration. Eur J Pain 2019;23(6):1051-1070.",
         "10.1002/ejp.1374",
         "rule out structural pathology and migraine first; low-load endurance exercise or "
-        "manual therapy for CGH > 3 months",
+        "manual therapy for CGH > 3 months; advises against a multimodal programme combining "
+        "manipulation, mobilisation and exercise",
         Certainty.MODERATE,
     ),
     Reference(
@@ -121,9 +148,10 @@ REFERENCES: tuple[Reference, ...] = (
         "Sico JJ, Antonovich NM, Ballard-Hernandez J, et al. Synopsis of the 2023 VA/DoD "
         "clinical practice guideline for the management of headache. Ann Intern Med 2024.",
         "10.7326/ANNALS-24-00551",
-        "aerobic exercise and progressive strength training; occipital nerve block for "
-        "short-term relief; insufficient evidence for repeated blocks; amitriptyline for "
-        "chronic tension-type headache (mostly migraine/TTH evidence)",
+        "aerobic exercise and progressive strength training; insufficient evidence for repeated "
+        "blocks; amitriptyline for chronic tension-type headache; its scope is migraine and "
+        "tension-type headache: its occipital-block statements are migraine evidence (indirect "
+        "for CGH)",
         Certainty.LOW,
     ),
     Reference(
@@ -131,8 +159,10 @@ REFERENCES: tuple[Reference, ...] = (
         "Naja ZM, et al. Occipital nerve blockade for cervicogenic headache: a double-blind "
         "randomized controlled clinical trial. Pain Pract 2006;6(2):89-95.",
         "10.1111/j.1533-2500.2006.00068.x",
-        "~50 % pain reduction at 2 weeks (n = 50)",
-        Certainty.LOW,
+        "nerve-stimulator-guided greater and lesser occipital blocks (plus a facial nerve block "
+        "in some), primary outcome analgesic use, ~50 % pain reduction at 2 weeks (n = 50) "
+        "(very low certainty for a greater occipital block alone in CGH)",
+        Certainty.VERY_LOW,
     ),
     Reference(
         "BOGDUK2009",
@@ -180,8 +210,10 @@ REFERENCES: tuple[Reference, ...] = (
         "Biller J, Sacco RL, Albuquerque FC, et al. Cervical arterial dissections and "
         "association with cervical manipulative therapy. Stroke 2014;45(10):3155-3174.",
         "10.1161/STR.0000000000000016",
-        "Horner syndrome, neurological deficit, sudden severe neck pain/headache suggest "
-        "dissection; caution with manipulation",
+        "presenting features of dissection: unilateral headache or posterior neck pain, Horner "
+        "syndrome, pulsatile tinnitus, lower cranial-nerve palsies, retinal or cerebral "
+        "ischaemia (incl. transient); mechanical forces to the neck; inform patients of the "
+        "association before manipulation",
         Certainty.CONSENSUS,
     ),
     Reference(
@@ -198,9 +230,43 @@ REFERENCES: tuple[Reference, ...] = (
         "Do TP, Remmers A, Schytz HW, et al. Red and orange flags for secondary headaches in "
         "clinical practice: SNNOOP10 list. Neurology 2019;92(3):134-144.",
         "10.1212/WNL.0000000000006697",
-        "red flags: systemic illness, neoplasm, deficit, sudden onset, papilloedema, "
-        "progression, pregnancy, immune compromise, post-traumatic onset",
+        "red flags: systemic symptoms incl. fever, neoplasm, neurological deficit incl. "
+        "decreased consciousness, sudden onset, older age (onset after 65), pattern change or "
+        "recent onset, positional, precipitated by cough or exercise, papilloedema, "
+        "progression, pregnancy or puerperium, painful eye with autonomic features, "
+        "post-traumatic onset, immune pathology, painkiller overuse",
         Certainty.CONSENSUS,
+    ),
+    Reference(
+        "FDA2014",
+        "U.S. Food and Drug Administration. Drug Safety Communication: FDA requires label "
+        "changes to warn of rare but serious neurologic problems after epidural corticosteroid "
+        "injections for pain. 23 April 2014.",
+        None,
+        "rare but serious events after epidural corticosteroid injection: loss of vision, "
+        "stroke, paralysis, death (regulatory)",
+        Certainty.CONSENSUS,
+        url="https://www.fda.gov/drugs/drug-safety-and-availability/"
+        "fda-drug-safety-communication-fda-requires-label-changes-warn-rare-serious-neurologic-"
+        "problems-after",
+    ),
+    Reference(
+        "HUNDER1990",
+        "Hunder GG, Bloch DA, Michel BA, et al. The American College of Rheumatology 1990 "
+        "criteria for the classification of giant cell arteritis. Arthritis Rheum "
+        "1990;33(8):1122-1128.",
+        "10.1002/art.1780330810",
+        "age at onset >= 50 as a giant-cell arteritis criterion",
+        Certainty.CONSENSUS,
+    ),
+    Reference(
+        "GOVIND2003",
+        "Govind J, King W, Bailey B, Bogduk N. Radiofrequency neurotomy for the treatment of "
+        "third occipital headache. J Neurol Neurosurg Psychiatry 2003;74(1):88-93.",
+        "10.1136/jnnp.74.1.88",
+        "complete relief in most patients selected by controlled third-occipital-nerve blocks "
+        "(uncontrolled series)",
+        Certainty.LOW,
     ),
 )
 

@@ -1,13 +1,16 @@
 """Cautions: pitfalls in the work-up and treatment.
 
 Sources: BILLER2014 and RUSHTON2023 (no manipulation while dissection is
-suspected); ICHD-3 and NAKASHIMA2015 (imaging findings are common without
-symptoms; no imaging criteria); JULL2002, BINI2022, BLANPIED2017, COTE2019
-(physical therapy before invasive procedures; its components); NAJA2006 and
-VADOD2023 (insufficient evidence for repeated occipital blocks); BEAR2017 and
-ICHD-3 (occipital headache in children and the place of MRI).
+suspected; new headache after neck trauma or manipulation is a classic
+presentation of dissection); DO2019 (thunderclap onset); ICHD-3 and
+NAKASHIMA2015 (imaging findings are common without symptoms; no imaging
+criteria); JULL2002, BINI2022, BLANPIED2017, COTE2019 (physical therapy before
+invasive procedures); NAJA2006, BOGDUK2009 and VADOD2023 (insufficient evidence
+for repeated occipital blocks); BEAR2017 and ICHD-3 (occipital headache in
+children and the place of MRI).
 
-When: cervical artery dissection was derived
+When: cervical artery dissection or a thunderclap headache was derived, or
+      recent neck trauma or manipulation
 Then: caution.manipulation_contraindicated (EMERGENT).
 When: an imaging study shows degenerative changes
 Then: caution.imaging_not_diagnostic.
@@ -16,11 +19,8 @@ When: an occipital block, facet or epidural injection is recorded without >= 6 w
 Then: caution.physical_therapy_first.
 When: >= 2 occipital nerve block sessions
 Then: caution.repeated_occipital_blocks.
-When: physical therapy components are given and lack manual therapy, strengthening or
-      motor control
-Then: caution.incomplete_physical_therapy.
 When: under 18, pain starts in the neck and does not radiate forward, no MRI
-Then: caution.pediatric_occipital_pain (advisory; does not block treatment).
+Then: caution.pediatric_occipital_pain.
 """
 
 from __future__ import annotations
@@ -29,9 +29,19 @@ from typing import Any
 
 from durable.lang import c, m
 
-from kb.facts import PhysicalTherapyComponent
-from kb.model import Certainty, Evidence, Kind, Match, Rule, RuleGroup, Stage, Urgency
-from kb.rules.mimics import ADULT_AGE, DISSECTION_CODE
+from kb.model import (
+    Certainty,
+    ComputedDetail,
+    DetailPart,
+    Evidence,
+    Kind,
+    Match,
+    Rule,
+    RuleGroup,
+    Stage,
+    Urgency,
+)
+from kb.rules.mimics import ADULT_AGE, DISSECTION_CODE, THUNDERCLAP_CODE
 from kb.rules.patterns import absent, concluded, fact, is_false, is_true, treatment
 from kb.rules.treatment import (
     EPIDURAL_INJECTION,
@@ -43,16 +53,11 @@ from kb.rules.treatment import (
 )
 
 REPEATED_BLOCK_SESSIONS = 2
-PT_COMPONENTS: tuple[PhysicalTherapyComponent, ...] = (
-    "manual_therapy",
-    "strengthening",
-    "motor_control",
-)
-COMPONENT_LABELS = {
-    "manual_therapy": "manual therapy",
-    "strengthening": "strengthening",
-    "motor_control": "motor control",
-}
+
+
+def _concluded_in_match(code: str) -> Any:
+    return lambda match: code in match.derived_from
+
 
 MANIPULATION_CONTRAINDICATED = Rule(
     id="CAU-01",
@@ -60,19 +65,55 @@ MANIPULATION_CONTRAINDICATED = Rule(
     kind=Kind.CAUTION,
     urgency=Urgency.EMERGENT,
     title="No cervical manipulation",
-    detail=(
-        "Cervical artery dissection is suspected: no cervical manipulation until dissection "
-        "is excluded."
+    detail=ComputedDetail(
+        parts=(
+            DetailPart(
+                "Cervical artery dissection is suspected.",
+                "cervical artery dissection was derived",
+                _concluded_in_match(DISSECTION_CODE),
+            ),
+            DetailPart(
+                "A thunderclap headache can be caused by cervical artery dissection.",
+                "a thunderclap headache was derived",
+                _concluded_in_match(THUNDERCLAP_CODE),
+            ),
+            DetailPart(
+                "New headache after neck trauma or manipulation is a classic presentation of "
+                "cervical artery dissection.",
+                "recent neck trauma or manipulation",
+                lambda match: bool(match.read_of("red_flags")),
+            ),
+            DetailPart("No cervical manipulation until dissection is excluded{after_trauma}."),
+        ),
+        values=lambda match: {
+            "after_trauma": " (after trauma, also fracture and instability)"
+            if match.read_of("red_flags")
+            else ""
+        },
+        placeholders=(
+            (
+                "after_trauma",
+                '" (after trauma, also fracture and instability)" after recent neck trauma or '
+                "manipulation, otherwise nothing",
+            ),
+        ),
     ),
-    fires_when="Cervical artery dissection was derived.",
-    citations=("BILLER2014", "RUSHTON2023"),
+    fires_when=(
+        "Cervical artery dissection or a thunderclap headache was derived, or there was recent "
+        "neck trauma or manipulation."
+    ),
+    citations=("BILLER2014", "RUSHTON2023", "DO2019"),
     evidence=Evidence(
         "Consensus: screen before manual therapy; do not proceed when vascular pathology is "
         "suspected.",
         Certainty.CONSENSUS,
     ),
     stage=Stage.DERIVED,
-    when=((c.dissection << concluded(DISSECTION_CODE),),),
+    when=(
+        (c.dissection << concluded(DISSECTION_CODE),),
+        (c.thunderclap << concluded(THUNDERCLAP_CODE),),
+        (c.red_flags << fact("red_flags") & is_true("recent_neck_trauma"),),
+    ),
 )
 
 IMAGING_NOT_DIAGNOSTIC = Rule(
@@ -138,10 +179,10 @@ REPEATED_OCCIPITAL_BLOCKS = Rule(
         "symptoms; their relief is short-term."
     ),
     fires_when=f"At least {REPEATED_BLOCK_SESSIONS} greater occipital nerve block sessions.",
-    citations=("NAJA2006", "VADOD2023"),
+    citations=("NAJA2006", "BOGDUK2009", "VADOD2023"),
     evidence=Evidence(
-        "Guideline finds insufficient evidence for repeated blocks; one small RCT of a short "
-        "course.",
+        "A guideline finds insufficient evidence for repeated blocks (VADOD2023, from migraine); "
+        "the one trial in cervicogenic headache followed a short course for 2 weeks (NAJA2006).",
         Certainty.LOW,
     ),
     stage=Stage.FINDINGS,
@@ -154,56 +195,34 @@ REPEATED_OCCIPITAL_BLOCKS = Rule(
 )
 
 
-def _incomplete_detail(match: Match) -> str:
-    missing = [
-        COMPONENT_LABELS[component]
-        for therapy in match.read_of("treatment")
-        for component in PT_COMPONENTS
-        if component not in (therapy.components or ())
-    ]
-    return (
-        f"The physical therapy programme lacks {', '.join(missing)}. Guidelines recommend "
-        "combining manual therapy with strengthening and motor-control exercise, although "
-        "the combination has not been shown to beat either part alone."
-    )
+def _normal_examination(match: Match) -> bool:
+    return match.any_fact("red_flags", focal_neurological_deficit=False)
 
-
-def _lacks_a_component() -> Any:
-    expression = getattr(m.components, PT_COMPONENTS[0]) == False  # noqa: E712
-    for component in PT_COMPONENTS[1:]:
-        expression = expression | (getattr(m.components, component) == False)  # noqa: E712
-    return expression
-
-
-INCOMPLETE_PHYSICAL_THERAPY = Rule(
-    id="CAU-05",
-    code="caution.incomplete_physical_therapy",
-    kind=Kind.CAUTION,
-    title="Physical therapy programme incomplete",
-    detail=_incomplete_detail,
-    fires_when=(
-        "The physical therapy components are given and lack any of manual therapy, "
-        "strengthening or motor control."
-    ),
-    citations=PHYSICAL_THERAPY_CITATIONS,
-    evidence=Evidence(
-        "The combination is what the seed guideline and BLANPIED2017 recommend, while "
-        "JULL2002 found it not significantly better than either part alone.",
-        Certainty.LOW,
-    ),
-    stage=Stage.FINDINGS,
-    when=((c.physical_therapy << treatment(PHYSICAL_THERAPY) & _lacks_a_component(),),),
-)
 
 PEDIATRIC_OCCIPITAL_PAIN = Rule(
     id="CAU-06",
     code="caution.pediatric_occipital_pain",
     kind=Kind.CAUTION,
     title="Occipital pain in a child or adolescent",
-    detail=(
-        "In children, MRI is useful only to exclude structural pathology such as a Chiari "
-        "malformation; occipital location alone with a normal examination is low-yield. "
-        "Advisory: it does not block treatment."
+    detail=ComputedDetail(
+        parts=(
+            DetailPart(
+                "With a normal neurological examination, occipital location alone is low-yield "
+                "for imaging.",
+                "a focal neurological deficit is given as absent (a normal examination)",
+                _normal_examination,
+            ),
+            DetailPart(
+                "Examine the child first, including a full neurological examination.",
+                "otherwise (no examination recorded)",
+                lambda match: not _normal_examination(match),
+            ),
+            DetailPart(
+                "Either way, image (MRI) when the examination is abnormal, attacks are provoked "
+                "by cough or Valsalva or are very brief, or there are brainstem or cerebellar "
+                "signs."
+            ),
+        ),
     ),
     fires_when=(
         f"Age under {ADULT_AGE}, the pain starts in the neck, it does not radiate to the eye, "
@@ -228,15 +247,14 @@ PEDIATRIC_OCCIPITAL_PAIN = Rule(
 GROUP = RuleGroup(
     name="cautions",
     source=(
-        "BILLER2014, RUSHTON2023, ICHD-3, NAKASHIMA2015, JULL2002, BLANPIED2017, NAJA2006, "
-        "VADOD2023, BEAR2017: pitfalls to avoid."
+        "BILLER2014, RUSHTON2023, DO2019, ICHD-3, NAKASHIMA2015, JULL2002, BLANPIED2017, "
+        "NAJA2006, BOGDUK2009, VADOD2023, BEAR2017: pitfalls to avoid."
     ),
     rules=(
         MANIPULATION_CONTRAINDICATED,
         IMAGING_NOT_DIAGNOSTIC,
         PHYSICAL_THERAPY_FIRST,
         REPEATED_OCCIPITAL_BLOCKS,
-        INCOMPLETE_PHYSICAL_THERAPY,
         PEDIATRIC_OCCIPITAL_PAIN,
     ),
 )

@@ -10,8 +10,9 @@ motion of the neck. Imaging offers no diagnostic criteria (see cautions).
 When: the headache is unilateral, side-locked, starts in the neck and radiates
       to the eye, forehead or temple; and it is provoked by neck movement or by
       occipital pressure; and the cervical exam shows reduced range of motion
-      with at least one of myofascial sensitivity, cervical spine, paraspinal or
-      suboccipital tenderness.
+      with at least one of cervical spine, paraspinal or suboccipital
+      tenderness (myofascial sensitivity alone does not count: ICHD-3 codes
+      headache from cervical myofascial trigger points as tension-type).
 Then: dx.cervicogenic_headache_supported.
 """
 
@@ -44,7 +45,6 @@ def neck_findings() -> Any:
         fact("cervical_exam")
         & is_true("rom_reduced")
         & any_true(
-            "myofascial_sensitivity",
             "cervical_spine_tenderness",
             "paraspinal_tenderness",
             "suboccipital_tenderness",
@@ -60,19 +60,24 @@ CERVICOGENIC_HEADACHE = Rule(
     detail=(
         "Side-locked unilateral headache starting in the neck and spreading to the eye, "
         "forehead or temple, provoked by neck movement or occipital pressure, with reduced "
-        "cervical range of motion and neck tenderness, meets the clinical criteria for "
-        "cervicogenic headache. Exclude mimics before treating."
+        "cervical range of motion and cervical spine, paraspinal or suboccipital tenderness: "
+        "the findings are consistent with the CHISG clinical criteria for cervicogenic "
+        "headache. An ICHD-3 11.2.1 diagnosis also needs evidence of a cervical disorder and a "
+        "second causal criterion, for example relief by a controlled diagnostic block. Not "
+        "counting sustained posture as a provocation is this knowledge base's deliberate "
+        "restriction, not CHISG's. Exclude mimics before treating."
     ),
     fires_when=(
         "The headache is unilateral, side-locked, starts in the neck and radiates to the eye, "
         "forehead or temple; it is provoked by neck movement or occipital pressure (posture "
         "alone does not count); and the cervical exam shows reduced range of motion with at "
-        "least one of myofascial sensitivity, cervical spine, paraspinal or suboccipital "
-        "tenderness."
+        "least one of cervical spine, paraspinal or suboccipital tenderness (myofascial "
+        "sensitivity alone does not count)."
     ),
     citations=DIAGNOSIS_CITATIONS,
     evidence=Evidence(
-        "Expert consensus criteria (CHISG, ICHD-3); no validated imaging or laboratory test.",
+        "Expert consensus criteria (CHISG, ICHD-3); no validated imaging or laboratory test; "
+        "ICHD-3 needs a causal criterion the bedside findings cannot give.",
         Certainty.CONSENSUS,
     ),
     stage=Stage.FINDINGS,

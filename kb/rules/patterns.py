@@ -41,10 +41,22 @@ def is_false(name: str) -> Any:
     return field(name) == False  # noqa: E712 - builds a durable_rules pattern
 
 
+def is_missing(name: str) -> Any:
+    """The field is not given (absent or sent as null)."""
+    return -field(name)
+
+
 def any_true(*names: str) -> Any:
     expression = is_true(names[0])
     for name in names[1:]:
         expression = expression | is_true(name)
+    return expression
+
+
+def any_missing(*names: str) -> Any:
+    expression = is_missing(names[0])
+    for name in names[1:]:
+        expression = expression | is_missing(name)
     return expression
 
 
