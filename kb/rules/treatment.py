@@ -92,6 +92,7 @@ def inadequate(kind: str) -> Any:
 
 
 def _adult(match: Match) -> bool:
+    """Known to be an adult: the evidence for manual therapy is in adults."""
     return any(patient.age_years >= ADULT_AGE for patient in match.read_of("patient"))
 
 
@@ -131,17 +132,10 @@ PHYSICAL_THERAPY_STEP = Rule(
     citations=PHYSICAL_THERAPY_CITATIONS + MANIPULATION_SAFETY_CITATIONS,
     evidence=PHYSICAL_THERAPY_EVIDENCE,
     stage=Stage.TREATMENT,
+    # Two alternatives so that the patient, whose age chooses the wording, is in the
+    # provenance when there is one.
     when=(
-        (
-            *eligible(),
-            absent(treatment(PHYSICAL_THERAPY)),
-            c.patient << fact("patient") & (m.age_years >= ADULT_AGE),
-        ),
-        (
-            *eligible(),
-            absent(treatment(PHYSICAL_THERAPY)),
-            c.patient << fact("patient") & (m.age_years < ADULT_AGE),
-        ),
+        (*eligible(), absent(treatment(PHYSICAL_THERAPY)), c.patient << fact("patient")),
         (*eligible(), absent(treatment(PHYSICAL_THERAPY)), absent(fact("patient"))),
     ),
 )

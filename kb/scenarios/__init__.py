@@ -11,8 +11,10 @@ list) and, optionally, `fixtures:`. Each scenario has:
     exactly:  optional, true = `expect` is the whole set of derived codes
     provenance: optional, {code: {fact_ids: [...], derived_from: [...]}}
               (either key may be left out; it is then not checked)
+    details:  optional, {code: [text, ...]}: the code is derived and its detail
+              contains each text (for details that depend on the facts)
     error:    optional, true = the facts must be rejected by validation
-              (then expect, absent, exactly and provenance must be left out)
+              (then expect, absent, exactly, provenance and details must be left out)
 
 Files are read strictly, because a scenario that is read loosely tests less than
 it says: an unknown or misspelt key (`feilds:`), a key given twice, a wrong type
@@ -82,6 +84,7 @@ class Scenario:
     exactly: bool = False
     provenance: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     error: bool = False
+    details: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class ScenarioFileError(ValueError):
@@ -177,6 +180,7 @@ class _ScenarioModel(BaseModel):
     exactly: bool = False
     provenance: dict[str, _ProvenanceModel] = Field(default_factory=dict)
     error: bool = False
+    details: dict[str, list[str]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -184,7 +188,9 @@ class _ScenarioModel(BaseModel):
         if self.error:
             # run() stops at the rejected facts: any expectation would go unchecked.
             given = [
-                key for key in ("expect", "absent", "exactly", "provenance") if getattr(self, key)
+                key
+                for key in ("expect", "absent", "exactly", "provenance", "details")
+                if getattr(self, key)
             ]
             if given:
                 raise PydanticCustomError(
@@ -218,6 +224,7 @@ class _ScenarioModel(BaseModel):
                 for code, expected in self.provenance.items()
             },
             error=self.error,
+            details={code: tuple(texts) for code, texts in self.details.items()},
         )
 
 
@@ -379,4 +386,14 @@ def check(scenario: Scenario, conclusions: Sequence[Conclusion]) -> list[str]:
                 problems.append(
                     f"provenance of {code}: {key} is {list(actual)}, not {list(values)}"
                 )
+    for code, texts in scenario.details.items():
+        conclusion = derived.get(code)
+        if conclusion is None:
+            problems.append(f"detail of {code}: not derived")
+            continue
+        problems += [
+            f"detail of {code} does not say {text!r}: {conclusion.detail!r}"
+            for text in texts
+            if text not in conclusion.detail
+        ]
     return problems
