@@ -1,8 +1,12 @@
 """`python -m kb.docs [--check]`: write docs/knowledge-base.md from the rules.
 
-Everything in the document comes from the rule metadata and the engine's own
-compiled definitions, so it cannot drift from what runs; `--check` (run by
-`make test`) fails when the committed file is stale.
+The document is what a clinician reviews before the rules reach patients: for
+every code its title, urgency, when it fires, the full detail text (each variant
+of a computed detail with the condition under which it is said), the evidence
+note, certainty and references, with a legend of the certainty scale.
+Everything in it comes from the rule metadata and the engine's own compiled
+definitions, so it cannot drift from what runs; `--check` (run by `make test`)
+fails when the committed file is stale.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 import kb
 from kb.conditions import alternatives, describe_pattern
 from kb.engine import RulesEngine
-from kb.model import Kind
+from kb.model import Certainty, ComputedDetail, Kind, Rule
 from kb.references import REFERENCES_BY_ID
 
 DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "knowledge-base.md"
@@ -26,6 +30,29 @@ KIND_HEADINGS = {
     Kind.CAUTION: "Cautions",
     Kind.INFORMATION_NEEDED: "Information needed",
 }
+# What each certainty means (GRADE levels, and our word for expert agreement).
+CERTAINTY_LEGEND = {
+    Certainty.HIGH: "further research is very unlikely to change confidence in the effect "
+    "(GRADE high).",
+    Certainty.MODERATE: "further research is likely to have an important impact on confidence "
+    "in the effect and may change it (GRADE moderate).",
+    Certainty.LOW: "further research is very likely to change the estimate (GRADE low).",
+    Certainty.VERY_LOW: "any estimate of effect is very uncertain (GRADE very low).",
+    Certainty.CONSENSUS: "the statement rests on expert consensus, a classification or a "
+    "definition (for example ICHD-3, CHISG, SNNOOP10), or on good practice, not on graded trial "
+    "evidence of an effect.",
+}
+
+
+def _detail_lines(rule: Rule) -> list[str]:
+    """The full detail: the text itself, or every part of a computed one with its condition."""
+    if isinstance(rule.detail, str):
+        return [f"- **Detail:** {rule.detail}"]
+    detail: ComputedDetail = rule.detail
+    lines = ["- **Detail** (computed from the facts; the parts that apply, in this order):"]
+    lines += [f"  - *{part.when}:* {part.text}" for part in detail.parts]
+    lines += [f"  - where `{{{name}}}` is {meaning}" for name, meaning in detail.placeholders]
+    return lines
 
 
 def render(engine: RulesEngine) -> str:
@@ -38,6 +65,13 @@ def render(engine: RulesEngine) -> str:
         "",
         "Each rule fires when any one of its alternatives holds; an alternative holds when",
         "every condition does. A condition on a field that is absent does not hold.",
+        "",
+        "## Certainty",
+        "",
+        "Every rule carries one evidence note and one certainty for the rule as a whole: the",
+        "weakest link of what justifies it.",
+        "",
+        *(f"- **{certainty.value}**: {meaning}" for certainty, meaning in CERTAINTY_LEGEND.items()),
         "",
     ]
     for kind, heading in KIND_HEADINGS.items():
@@ -52,6 +86,7 @@ def render(engine: RulesEngine) -> str:
                 f"- **Urgency:** {rule.urgency.value}",
                 f"- **Rule:** {rule.id} (ruleset `{engine.group_of[rule.id]}`)",
                 f"- **When it fires:** {rule.fires_when}",
+                *_detail_lines(rule),
                 f"- **Evidence ({rule.evidence.certainty.value}):** {rule.evidence.note}",
                 "- **Conditions, as the engine runs them:**",
             ]
@@ -63,14 +98,14 @@ def render(engine: RulesEngine) -> str:
             for citation in rule.citations:
                 reference = REFERENCES_BY_ID[citation]
                 lines.append(
-                    f"  - `{citation}` {reference.citation} doi:{reference.doi} "
+                    f"  - `{citation}` {reference.citation} {reference.locator} "
                     f"({reference.certainty.value})"
                 )
             lines.append("")
     lines += ["## References", ""]
     for reference in REFERENCES_BY_ID.values():
         lines.append(
-            f"- `{reference.id}` {reference.citation} doi:{reference.doi}. "
+            f"- `{reference.id}` {reference.citation} {reference.locator}. "
             f"Supports: {reference.supports} ({reference.certainty.value})."
         )
     return "\n".join(lines) + "\n"

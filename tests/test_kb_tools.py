@@ -116,6 +116,14 @@ def test_generated_reference_is_current_and_complete(engine: RulesEngine) -> Non
         assert f"### `{rule.code}` — {rule.title}" in text
         assert rule.fires_when in text
         assert rule.evidence.note in text
+        # The words a clinician reads: every detail, every variant of a computed one.
+        if isinstance(rule.detail, str):
+            assert f"- **Detail:** {rule.detail}" in text
+        else:
+            for part in rule.detail.parts:
+                assert f"  - *{part.when}:* {part.text}" in text
+    for certainty in docs.CERTAINTY_LEGEND:
+        assert f"- **{certainty.value}**: " in text
     assert "doi:10.1007/s10286-011-0119-5" in text
 
 
