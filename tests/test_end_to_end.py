@@ -25,13 +25,14 @@ EXAMPLES = {
     "pots-mimic.json": {"dx.cervicogenic_headache_supported", "mimic.pots"},
     "dissection-red-flag.json": {
         "mimic.cervical_artery_dissection",
+        "mimic.thunderclap_headache",
         "mimic.secondary_headache",
         "caution.manipulation_contraindicated",
     },
     "refractory-after-nerve-block.json": {
         "dx.cervicogenic_headache_supported",
         "caution.imaging_not_diagnostic",
-        "step.percutaneous_intervention",
+        "step.specialist_referral",
     },
     "teen-cough-occipital.json": {
         "mimic.chiari_malformation",
