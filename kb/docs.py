@@ -15,10 +15,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import kb
 from kb.conditions import alternatives, describe_pattern
 from kb.engine import RulesEngine
+from kb.facts import MAX_EXACT_INTEGER, fact_schemas
 from kb.model import Certainty, ComputedDetail, Kind, Rule
 from kb.references import REFERENCES_BY_ID
 
@@ -52,6 +54,51 @@ def _detail_lines(rule: Rule) -> list[str]:
     lines = ["- **Detail** (computed from the facts; the parts that apply, in this order):"]
     lines += [f"  - *{part.when}:* {part.text}" for part in detail.parts]
     lines += [f"  - where `{{{name}}}` is {meaning}" for name, meaning in detail.placeholders]
+    return lines
+
+
+def _value_type(schema: dict[str, Any]) -> str:
+    """A field's JSON Schema in words: type, range or allowed values."""
+    options = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
+    (option,) = options
+    if "enum" in option:
+        return "one of " + ", ".join(f"`{value}`" for value in option["enum"])
+    if option["type"] == "array":
+        return "list of " + _value_type(option["items"])
+    bounds = [
+        f"{word} {option[key]}"
+        for key, word in (
+            ("minimum", "≥"),
+            ("exclusiveMinimum", ">"),
+            ("maximum", "≤"),
+            ("exclusiveMaximum", "<"),
+        )
+        if key in option and option[key] != MAX_EXACT_INTEGER
+    ]
+    return " ".join([{"boolean": "bool"}.get(option["type"], option["type"]), *bounds])
+
+
+def _vocabulary_lines() -> list[str]:
+    """The fact vocabulary, from the same models that validate requests."""
+    lines = [
+        "## Fact vocabulary",
+        "",
+        "What a client asserts, as the fact models validate it (the JSON Schema of each type",
+        "is published by `GetKnowledgeBase`). Every field is optional unless marked required;",
+        "an absent field means not known, which is different from `false`. Integers may be",
+        "sent as numbers without a fraction (`40.0`); NaN and infinities are rejected. Each",
+        "fact has an `id` of 1-64 letters, digits, `.`, `_`, `-` or `:`, unique in a request",
+        "or session, echoed back in provenance.",
+        "",
+    ]
+    for name, schema in fact_schemas().items():
+        required = set(schema.get("required", []))
+        lines += [f"### `{name}`", "", schema["description"], ""]
+        lines += ["| field | type | notes |", "|---|---|---|"]
+        for field, field_schema in schema["properties"].items():
+            kind = _value_type(field_schema) + (", **required**" if field in required else "")
+            lines.append(f"| `{field}` | {kind} | {field_schema.get('description', '')} |")
+        lines.append("")
     return lines
 
 
@@ -102,6 +149,7 @@ def render(engine: RulesEngine) -> str:
                     f"({reference.certainty.value})"
                 )
             lines.append("")
+    lines += _vocabulary_lines()
     lines += ["## References", ""]
     for reference in REFERENCES_BY_ID.values():
         lines.append(

@@ -1,6 +1,7 @@
 """Runs the knowledge base on durable_rules, around the engine's traps.
 
-See `../shared/notes/durable-rules.md`; each countermeasure here answers one:
+durable_rules 2.0.28 has sharp edges, each reproduced on this project's
+machines; each countermeasure here answers one:
 
 - The engine is not thread-safe and its C state is process-wide: every
   evaluation holds `_ENGINE_LOCK`, so no two threads are ever inside it.
