@@ -22,7 +22,9 @@ Sessions (`CdsClient.session`) follow one patient over time: each batch of
 asserted and retracted facts answers with the conclusions it added, updated
 and withdrew, then the new version (or a rejection that leaves the session
 unchanged). A session stream is long-lived, so it carries no deadline; the
-channel sends HTTP/2 keepalive pings instead.
+channel sends HTTP/2 keepalive pings instead. A session resumed after the
+server's knowledge base was upgraded also says what the upgrade changed
+(`Session.knowledge_base_changes`).
 
 A fact that cannot be put on the wire at all (not a mapping, no id, a value
 `Struct` cannot carry) raises `ValueError` before any call is made. Whether a
@@ -61,6 +63,7 @@ __all__ = [
     "ConclusionChange",
     "Session",
     "Summary",
+    "change_from_proto",
     "change_type_name",
     "conclusion_from_proto",
     "error_from_rpc",
@@ -501,6 +504,14 @@ def change_type_name(value: int) -> str:
         return f"CHANGE_{value}"
 
 
+def change_from_proto(message: pb.ConclusionChange) -> ConclusionChange:
+    return ConclusionChange(
+        type=change_type_name(message.type),
+        conclusion=conclusion_from_proto(message.conclusion),
+        version=message.version,
+    )
+
+
 _END = None
 
 
@@ -512,6 +523,13 @@ class Session:
     `BatchApplied` it equals the session's conclusions at `version`. Changes
     made by another writer reach this view with this stream's next batch (the
     server reports everything since this stream last heard) or on re-opening.
+
+    After a knowledge-base upgrade, `previous_knowledge_base_version` names the
+    version the session last reported under and `knowledge_base_changes` what
+    differs from that report (added, updated, withdrawn). They are already part
+    of `conclusions`, which come from the knowledge base now loaded; they are
+    for a caller that kept the earlier conclusions. Both are empty when the
+    knowledge base is unchanged (or the session predates such reports).
 
     One batch at a time: `send` finishes reading the previous batch's events
     before sending. Not thread-safe.
@@ -538,6 +556,10 @@ class Session:
         self.session_id: str = opened.session_id
         self.version: int = opened.version
         self.knowledge_base_version: str = opened.knowledge_base_version
+        self.previous_knowledge_base_version: str = opened.previous_knowledge_base_version
+        self.knowledge_base_changes: list[ConclusionChange] = [
+            change_from_proto(change) for change in opened.knowledge_base_changes
+        ]
         self.conclusions: dict[str, Conclusion] = {
             c.code: c for c in map(conclusion_from_proto, opened.current)
         }
@@ -625,11 +647,7 @@ class Session:
             for response in self._call:
                 event = response.WhichOneof("event")
                 if event == "change":
-                    change = ConclusionChange(
-                        type=change_type_name(response.change.type),
-                        conclusion=conclusion_from_proto(response.change.conclusion),
-                        version=response.change.version,
-                    )
+                    change = change_from_proto(response.change)
                     if change.type == "WITHDRAWN":
                         self.conclusions.pop(change.conclusion.code, None)
                     else:

@@ -15,7 +15,8 @@ lines are skipped), each one batch:
 "expected_version": 3}` (every key optional). Each batch waits `delay` seconds,
 then the conclusions it added, updated and withdrew are printed as they stream,
 then the session's new version. A new session is opened unless `--session-id`
-resumes one; its id is printed so it can be resumed later.
+resumes one; its id is printed so it can be resumed later. A session resumed
+after the knowledge base was upgraded first prints what the upgrade changed.
 
 Conclusions are printed as they arrive, so a slow evaluation shows its first
 findings at once. `--json` prints one JSON object per line for machines.
@@ -416,13 +417,29 @@ def _session(args: argparse.Namespace, out: TextIO) -> int:
     with _client(args) as cds, cds.session(args.session_id) as s:
         if args.json:
             current = [dataclasses.asdict(c) for c in s.conclusions.values()]
-            opened = {"event": "opened", "session_id": s.session_id, "version": s.version}
+            opened = {
+                "event": "opened",
+                "session_id": s.session_id,
+                "version": s.version,
+                "knowledge_base_version": s.knowledge_base_version,
+                "previous_knowledge_base_version": s.previous_knowledge_base_version,
+                "knowledge_base_changes": [
+                    _session_event(change) for change in s.knowledge_base_changes
+                ],
+            }
             print(json.dumps({**opened, "current": current}), file=out, flush=True)
         else:
             printer.line(
                 f"session {s.session_id} at version {s.version} "
                 f"(knowledge base {s.knowledge_base_version})"
             )
+            if s.previous_knowledge_base_version or s.knowledge_base_changes:
+                printer.line(
+                    f"knowledge base upgraded from {s.previous_knowledge_base_version or '?'} "
+                    f"to {s.knowledge_base_version}: {len(s.knowledge_base_changes)} change(s)"
+                )
+                for change in s.knowledge_base_changes:
+                    printer.change(change)
             for c in s.conclusions.values():
                 printer.line(f"  = current   [{c.kind.replace('_', ' ')}] {c.urgency}  {c.code}")
             printer.line()

@@ -91,7 +91,8 @@ def knowledge_base_to_proto() -> pb.GetKnowledgeBaseResponse:
             pb.Reference(
                 id=reference.id,
                 citation=reference.citation,
-                doi=reference.doi,
+                doi=reference.doi or "",
+                url=reference.url or "",
                 supports=reference.supports,
                 certainty=reference.certainty.value,
             )

@@ -22,7 +22,13 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
-from server.store import SqliteSessionStore, StoredFact, StoredSession, StoreError
+from server.store import (
+    SqliteSessionStore,
+    StoredConclusions,
+    StoredFact,
+    StoredSession,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +97,10 @@ class ReopeningSessionStore:
                 return self._store
             raise StoreError(f"session database {self.path} is unusable: {self._failure}")
 
-    def create(self, session_id: str, now: float) -> None:
-        self._get().create(session_id, now)
+    def create(
+        self, session_id: str, now: float, conclusions: StoredConclusions | None = None
+    ) -> None:
+        self._get().create(session_id, now, conclusions)
 
     def open(self, session_id: str, now: float) -> StoredSession | None:
         return self._get().open(session_id, now)
@@ -107,8 +115,14 @@ class ReopeningSessionStore:
         retract: Sequence[str],
         upsert: Sequence[StoredFact],
         now: float,
+        conclusions: StoredConclusions | None = None,
     ) -> int:
-        return self._get().commit(session_id, base_version, retract, upsert, now)
+        return self._get().commit(session_id, base_version, retract, upsert, now, conclusions)
+
+    def record_conclusions(
+        self, session_id: str, version: int, conclusions: StoredConclusions
+    ) -> bool:
+        return self._get().record_conclusions(session_id, version, conclusions)
 
     def touch(self, session_ids: Collection[str], now: float) -> None:
         if session_ids:

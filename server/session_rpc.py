@@ -5,6 +5,9 @@ the stream (the first message must be `open`), turns batches into
 `ConclusionChange` events followed by `BatchApplied` or `BatchRejected`, and
 maps failures to rich statuses. A rejected batch keeps the stream open; a
 failure of the session itself (not found, store or engine failure) ends it.
+`SessionOpened` carries, after a knowledge-base upgrade, what changed since the
+session last reported (`knowledge_base_changes`, as `ConclusionChange`s at the
+session's version); the stream's baseline is `current` all the same.
 
 Session streams are long-lived: the server sets no deadline of its own and
 relies on HTTP/2 keepalive (see `server.app`) to notice dead peers.
@@ -26,6 +29,7 @@ from server.convert import conclusion_to_proto, facts_from_proto
 from server.sessions import (
     Batch,
     BatchRejection,
+    Change,
     ChangeType,
     Contention,
     SessionManager,
@@ -52,6 +56,14 @@ def _fail(context: grpc.ServicerContext, what: str, error: Exception) -> NoRetur
     if isinstance(error, StoreError):
         errors.abort(context, errors.store_unavailable(correlation_id))
     errors.abort(context, errors.engine_failure(correlation_id))
+
+
+def _change(change: Change, version: int) -> pb.ConclusionChange:
+    return pb.ConclusionChange(
+        type=_CHANGE_TYPES[change.type],
+        conclusion=conclusion_to_proto(change.conclusion),
+        version=version,
+    )
 
 
 def _batch(request: pb.StreamSessionRequest) -> Batch | None:
@@ -103,6 +115,10 @@ def stream_session(
                 current=[conclusion_to_proto(c) for c in snapshot.conclusions],
                 version=snapshot.version,
                 knowledge_base_version=kb.VERSION,
+                previous_knowledge_base_version=snapshot.previous_knowledge_base_version,
+                knowledge_base_changes=[
+                    _change(change, snapshot.version) for change in snapshot.knowledge_base_changes
+                ],
             )
         )
         baseline = snapshot.conclusions  # what this stream was last told
@@ -129,13 +145,7 @@ def stream_session(
                 _fail(context, "session batch", error)
             # Committed durably before the first event goes out.
             for change in applied.changes:
-                yield pb.StreamSessionResponse(
-                    change=pb.ConclusionChange(
-                        type=_CHANGE_TYPES[change.type],
-                        conclusion=conclusion_to_proto(change.conclusion),
-                        version=applied.version,
-                    )
-                )
+                yield pb.StreamSessionResponse(change=_change(change, applied.version))
             yield pb.StreamSessionResponse(
                 applied=pb.BatchApplied(version=applied.version, knowledge_base_version=kb.VERSION)
             )

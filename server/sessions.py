@@ -10,6 +10,17 @@ durable_rules state outlives one evaluation, so a session costs the engine
 nothing between batches, and conclusions after a restart come from the
 knowledge base then loaded.
 
+Knowledge-base upgrades. With every committed batch (and at creation) the
+store also keeps what the session reported: its conclusions and the
+knowledge-base version that derived them. `open` always derives the
+conclusions again with the loaded knowledge base, so a withdrawn code is never
+served; when the stored snapshot came from another knowledge-base version, it
+also reports the differences from that snapshot to the current conclusions
+(`diff`, as for a batch: identity is the code) and stores the refreshed
+snapshot, conditionally on the session's version and without changing it (the
+version counts batches). A session stored before snapshots existed reports no
+differences the first time; it has one from then on.
+
 Concurrency. Within a process, batches on one session run one at a time (a
 lock per session id). Across processes the store's version check decides: a
 batch computed on a version that moved on is recomputed on the new one, or
@@ -31,6 +42,7 @@ session id (ids are bearer secrets; logs carry a short hash of them).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import re
@@ -42,7 +54,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
+import kb
 from kb.engine import EngineFailure, EvaluationResult
 from kb.facts import (
     REASON_FACT_INVALID,
@@ -53,11 +67,19 @@ from kb.facts import (
     Violation,
     validate_facts,
 )
-from kb.model import Conclusion
+from kb.model import Certainty, Conclusion, Kind, Provenance, Urgency
 from server.engine import EngineWorker
 from server.errors import REASON_VERSION_CONFLICT
 from server.metrics import OPEN_SESSIONS
-from server.store import SessionMissing, SessionStore, StaleVersion, StoredFact, StoredSession
+from server.store import (
+    SessionMissing,
+    SessionStore,
+    StaleVersion,
+    StoredConclusions,
+    StoredFact,
+    StoredSession,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +161,18 @@ class Batch:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """A session at open: its conclusions derived now, at `version`.
+
+    `previous_knowledge_base_version` is set when the session last reported
+    under another knowledge base; `knowledge_base_changes` are then the
+    differences from that report to `conclusions`.
+    """
+
     session_id: str
     version: int
     conclusions: tuple[Conclusion, ...]
+    previous_knowledge_base_version: str = ""
+    knowledge_base_changes: tuple[Change, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -159,6 +190,85 @@ def diff(before: Sequence[Conclusion], after: Sequence[Conclusion]) -> list[Chan
     updated = [Change(ChangeType.UPDATED, c) for c in after if c.code in old and old[c.code] != c]
     withdrawn = [Change(ChangeType.WITHDRAWN, c) for c in before if c.code not in new]
     return [*added, *updated, *withdrawn]
+
+
+def conclusions_to_json(conclusions: Sequence[Conclusion]) -> str:
+    """The conclusions as the JSON document the store keeps (see `conclusions_from_json`)."""
+    return json.dumps(
+        [
+            {
+                "code": c.code,
+                "kind": c.kind.value,
+                "urgency": c.urgency.value,
+                "title": c.title,
+                "detail": c.detail,
+                "provenance": {
+                    "rule_id": c.provenance.rule_id,
+                    "ruleset": c.provenance.ruleset,
+                    "fact_ids": list(c.provenance.fact_ids),
+                    "derived_from": list(c.provenance.derived_from),
+                    "citation_ids": list(c.provenance.citation_ids),
+                    "evidence_note": c.provenance.evidence_note,
+                    "certainty": c.provenance.certainty.value,
+                },
+            }
+            for c in conclusions
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def conclusions_from_json(document: str) -> tuple[Conclusion, ...]:
+    """Rebuild conclusions from `conclusions_to_json`; `ValueError` if they cannot be.
+
+    A kind, urgency or certainty the loaded model no longer has makes the
+    document unreadable as a whole. The message never quotes the document.
+    """
+
+    def text(value: Any) -> str:
+        if not isinstance(value, str):
+            raise TypeError("expected a string")
+        return value
+
+    def texts(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise TypeError("expected a list")
+        return tuple(map(text, value))
+
+    try:
+        items = json.loads(document)
+        if not isinstance(items, list):
+            raise TypeError("expected a list")
+        conclusions = []
+        for item in items:
+            provenance = item["provenance"]
+            conclusions.append(
+                Conclusion(
+                    code=text(item["code"]),
+                    kind=Kind(text(item["kind"])),
+                    urgency=Urgency(text(item["urgency"])),
+                    title=text(item["title"]),
+                    detail=text(item["detail"]),
+                    provenance=Provenance(
+                        rule_id=text(provenance["rule_id"]),
+                        ruleset=text(provenance["ruleset"]),
+                        fact_ids=texts(provenance["fact_ids"]),
+                        derived_from=texts(provenance["derived_from"]),
+                        citation_ids=texts(provenance["citation_ids"]),
+                        evidence_note=text(provenance["evidence_note"]),
+                        certainty=Certainty(text(provenance["certainty"])),
+                    ),
+                )
+            )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"unreadable stored conclusions ({type(error).__name__})") from None
+    return tuple(conclusions)
+
+
+def _reported(conclusions: Sequence[Conclusion]) -> StoredConclusions:
+    """What the session reports now, to store: derived with the loaded knowledge base."""
+    return StoredConclusions(kb.VERSION, conclusions_to_json(conclusions))
 
 
 def _stored(fact: Fact) -> StoredFact:
@@ -255,16 +365,61 @@ class SessionManager:
         try:
             now = self._clock()
             if created:
-                self.store.create(session_id, now)
+                conclusions = self._derive([], should_stop)
+                self.store.create(session_id, now, _reported(conclusions))
                 log.info("session %s created", tag(session_id))
+                return Snapshot(session_id, 0, conclusions)
             state = self.store.open(session_id, now)
             if state is None:
                 raise SessionNotFound()
             conclusions = self._derive(self._validated(state), should_stop)
+            previous, changes = self._reconcile(state, conclusions)
         except BaseException:
             self._registry.remove_stream(session_id)
             raise
-        return Snapshot(session_id, state.version, conclusions)
+        return Snapshot(session_id, state.version, conclusions, previous, changes)
+
+    def _reconcile(
+        self, state: StoredSession, conclusions: tuple[Conclusion, ...]
+    ) -> tuple[str, tuple[Change, ...]]:
+        """The knowledge base the session last reported under, if another, and what changed.
+
+        Stores `conclusions` as the session's report whenever the stored one is
+        missing or from another knowledge base. A failure to store it is not a
+        failure to open: the differences are then reported again next time.
+        """
+        reported = state.conclusions
+        if reported is not None and reported.knowledge_base_version == kb.VERSION:
+            return "", ()
+        previous, changes = "", ()
+        if reported is not None:
+            try:
+                before = conclusions_from_json(reported.document)
+            except ValueError as error:
+                log.warning("session %s: %s; reporting no changes", tag(state.id), error)
+            else:
+                previous, changes = (
+                    reported.knowledge_base_version,
+                    tuple(diff(before, conclusions)),
+                )
+        try:
+            stored = self.store.record_conclusions(state.id, state.version, _reported(conclusions))
+        except StoreError as error:
+            log.warning(
+                "session %s: refreshed conclusions not stored (%s)",
+                tag(state.id),
+                type(error).__name__,
+            )
+        else:
+            if previous and stored:
+                log.info(
+                    "session %s: knowledge base %s -> %s, %d change(s)",
+                    tag(state.id),
+                    previous,
+                    kb.VERSION,
+                    len(changes),
+                )
+        return previous, changes
 
     def release(self, session_id: str) -> None:
         """The stream that opened `session_id` has ended."""
@@ -300,7 +455,12 @@ class SessionManager:
                 conclusions = self._derive(facts, should_stop)
                 try:
                     version = self.store.commit(
-                        session_id, state.version, batch.retract, upsert, self._clock()
+                        session_id,
+                        state.version,
+                        batch.retract,
+                        upsert,
+                        self._clock(),
+                        _reported(conclusions),
                     )
                 except StaleVersion:
                     # Another process committed first: recompute on its version.

@@ -1,9 +1,20 @@
 """Durable session storage: the `SessionStore` interface and its SQLite implementation.
 
-A session is its facts and a version (the number of applied batches); its
-conclusions are never stored, because they are derived again from the facts
-with whatever knowledge base is loaded. The store knows nothing clinical: a
-fact is an id, a type and its validated fields as JSON.
+A session is its facts and a version (the number of applied batches). Its
+conclusions are always derived again from the facts with whatever knowledge
+base is loaded; next to the facts the store keeps only what the session last
+*reported* (`StoredConclusions`: a JSON document and the knowledge-base version
+that derived it), so that after a knowledge-base upgrade the server can tell a
+resuming client what changed. The store knows nothing clinical: a fact is an
+id, a type and its validated fields as JSON, and the reported conclusions are
+one JSON document it never reads.
+
+A snapshot belongs to one version of the session: `commit` writes it in the
+same transaction as the facts, `record_conclusions` only while the session is
+still at the version it names, and a snapshot left behind at an older version
+(a commit that wrote none) is never returned. Database files created before
+snapshots existed gain the columns on open (`ALTER TABLE`); their sessions
+simply have no snapshot until they next report one.
 
 Concurrency is optimistic and lives in the database, not in this process:
 `commit` applies a batch only if the session is still at the version the
@@ -20,10 +31,11 @@ SQLite settings, and why:
 - `secure_delete=ON` plus `wal_checkpoint(TRUNCATE)` after an erasure: deleted
   rows are overwritten with zeros, the zeroed pages are copied into the main
   file and the log (which still holds the old pages) is truncated, so erased
-  facts are no longer readable anywhere in the database files.
+  facts and reported conclusions are no longer readable anywhere in the
+  database files.
 - `busy_timeout`: a writer in another process makes us wait, not fail.
 
-Nothing here logs a fact or a field value.
+Nothing here logs a fact, a field value or a conclusion.
 """
 
 from __future__ import annotations
@@ -47,12 +59,17 @@ BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_ATTEMPTS = 20
 CHECKPOINT_RETRY_SECONDS = 0.01
 
+# `conclusions*`: what the session last reported (see `StoredConclusions`), all
+# NULL for none. Files made before these columns existed get them from _COLUMNS.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
     created_at REAL NOT NULL,
-    last_active REAL NOT NULL
+    last_active REAL NOT NULL,
+    conclusions TEXT,
+    conclusions_version INTEGER,
+    conclusions_kb_version TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_by_last_active ON sessions (last_active);
 CREATE TABLE IF NOT EXISTS facts (
@@ -64,6 +81,12 @@ CREATE TABLE IF NOT EXISTS facts (
     PRIMARY KEY (session_id, fact_id)
 );
 """
+# Columns added after the first release: (table, column, declaration), in order.
+_COLUMNS = (
+    ("sessions", "conclusions", "TEXT"),
+    ("sessions", "conclusions_version", "INTEGER"),
+    ("sessions", "conclusions_kb_version", "TEXT"),
+)
 
 
 class StoreError(Exception):
@@ -88,12 +111,31 @@ class StoredFact:
 
 
 @dataclass(frozen=True)
+class StoredConclusions:
+    """The conclusions a session last reported, and the knowledge base that derived them.
+
+    `document` is JSON the store keeps as it is given and never interprets
+    (`server.sessions` writes and reads it). It is health data, erased with
+    the session.
+    """
+
+    knowledge_base_version: str
+    document: str
+
+
+@dataclass(frozen=True)
 class StoredSession:
-    """A session as read in one consistent snapshot; facts in session order."""
+    """A session as read in one consistent snapshot; facts in session order.
+
+    `conclusions` is what the session last reported at `version`; None when
+    it has reported nothing at this version (a session stored before the store
+    kept snapshots, or last committed without one).
+    """
 
     id: str
     version: int
     facts: tuple[StoredFact, ...]
+    conclusions: StoredConclusions | None = None
 
 
 class SessionStore(Protocol):
@@ -104,8 +146,10 @@ class SessionStore(Protocol):
     is safe to call from any thread, and from several processes on one database.
     """
 
-    def create(self, session_id: str, now: float) -> None:
-        """Create an empty session at version 0."""
+    def create(
+        self, session_id: str, now: float, conclusions: StoredConclusions | None = None
+    ) -> None:
+        """Create an empty session at version 0, with what it reports at version 0."""
 
     def open(self, session_id: str, now: float) -> StoredSession | None:
         """Mark the session active at `now` and return it; None if it does not exist."""
@@ -120,19 +164,31 @@ class SessionStore(Protocol):
         retract: Sequence[str],
         upsert: Sequence[StoredFact],
         now: float,
+        conclusions: StoredConclusions | None = None,
     ) -> int:
         """Apply one batch atomically and durably; return the new version.
 
-        Deletes `retract`, then inserts or replaces `upsert`. Raises
-        `StaleVersion` unless the session is still at `base_version`,
-        `SessionMissing` if it no longer exists.
+        Deletes `retract`, then inserts or replaces `upsert`, and stores
+        `conclusions` as what the session reports at the new version (None:
+        nothing). Raises `StaleVersion` unless the session is still at
+        `base_version`, `SessionMissing` if it no longer exists.
+        """
+
+    def record_conclusions(
+        self, session_id: str, version: int, conclusions: StoredConclusions
+    ) -> bool:
+        """Store what the session reports at `version`, if it is still at `version`.
+
+        Does not change the version (it counts batches). False, and nothing
+        written, when the session moved on or no longer exists: whoever moved
+        it stored its own snapshot.
         """
 
     def touch(self, session_ids: Collection[str], now: float) -> None:
         """Mark sessions active (those with an open stream)."""
 
     def delete(self, session_id: str) -> bool:
-        """Erase the session and its facts for good; False if it did not exist."""
+        """Erase the session, its facts and its conclusions for good; False if it did not exist."""
 
     def sweep(self, idle_before: float, keep: Collection[str] = ()) -> int:
         """Erase sessions last active before `idle_before`, except `keep`; return how many."""
@@ -143,6 +199,15 @@ class SessionStore(Protocol):
 
 def _dumps(fields: Mapping[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _columns(
+    conclusions: StoredConclusions | None, version: int
+) -> tuple[str | None, str | None, int | None]:
+    """The `conclusions*` column values for a snapshot reported at `version`."""
+    if conclusions is None:
+        return None, None, None
+    return conclusions.document, conclusions.knowledge_base_version, version
 
 
 class SqliteSessionStore:
@@ -161,6 +226,32 @@ class SqliteSessionStore:
         self._prepare_file()
         with self._connection() as db:
             db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a database file made by an older release lacks.
+
+        Checked again inside one write transaction, so processes opening an
+        old file together add each column exactly once.
+        """
+        with self._connection() as db:
+            if not self._missing_columns(db):
+                return
+        with self._write() as db:
+            missing = self._missing_columns(db)
+            for table, column, declaration in missing:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        if missing:
+            log.info("session database %s: added %d column(s)", self.path, len(missing))
+
+    @staticmethod
+    def _missing_columns(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+        present: dict[str, set[str]] = {}
+        for table, _, _ in _COLUMNS:
+            if table not in present:
+                rows = db.execute(f"PRAGMA table_info({table})").fetchall()
+                present[table] = {row[1] for row in rows}
+        return [entry for entry in _COLUMNS if entry[1] not in present[entry[0]]]
 
     def _prepare_file(self) -> None:
         """Create the folder and the file readable by this user only (health data)."""
@@ -244,11 +335,16 @@ class SqliteSessionStore:
             yield db
             db.execute("COMMIT")
 
-    def create(self, session_id: str, now: float) -> None:
+    def create(
+        self, session_id: str, now: float, conclusions: StoredConclusions | None = None
+    ) -> None:
+        document, kb_version, at = _columns(conclusions, 0)
         with self._write() as db:
             db.execute(
-                "INSERT INTO sessions (id, version, created_at, last_active) VALUES (?, 0, ?, ?)",
-                (session_id, now, now),
+                "INSERT INTO sessions (id, version, created_at, last_active,"
+                " conclusions, conclusions_version, conclusions_kb_version)"
+                " VALUES (?, 0, ?, ?, ?, ?, ?)",
+                (session_id, now, now, document, at, kb_version),
             )
 
     def open(self, session_id: str, now: float) -> StoredSession | None:
@@ -269,9 +365,17 @@ class SqliteSessionStore:
 
     @staticmethod
     def _read(db: sqlite3.Connection, session_id: str) -> StoredSession | None:
-        row = db.execute("SELECT version FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        row = db.execute(
+            "SELECT version, conclusions, conclusions_version, conclusions_kb_version"
+            " FROM sessions WHERE id = ?",
+            (session_id,),
+        ).fetchone()
         if row is None:
             return None
+        version, document, at, kb_version = row
+        conclusions = None
+        if document is not None and kb_version is not None and at == version:
+            conclusions = StoredConclusions(kb_version, document)
         facts = tuple(
             StoredFact(fact_id, fact_type, json.loads(fields))
             for fact_id, fact_type, fields in db.execute(
@@ -279,7 +383,7 @@ class SqliteSessionStore:
                 (session_id,),
             ).fetchall()
         )
-        return StoredSession(session_id, int(row[0]), facts)
+        return StoredSession(session_id, int(version), facts, conclusions)
 
     def commit(
         self,
@@ -288,7 +392,10 @@ class SqliteSessionStore:
         retract: Sequence[str],
         upsert: Sequence[StoredFact],
         now: float,
+        conclusions: StoredConclusions | None = None,
     ) -> int:
+        version = base_version + 1
+        document, kb_version, at = _columns(conclusions, version)
         with self._write() as db:
             row = db.execute("SELECT version FROM sessions WHERE id = ?", (session_id,)).fetchone()
             if row is None:
@@ -313,12 +420,25 @@ class SqliteSessionStore:
                     for index, fact in enumerate(upsert)
                 ],
             )
-            version = base_version + 1
             db.execute(
-                "UPDATE sessions SET version = ?, last_active = max(last_active, ?) WHERE id = ?",
-                (version, now, session_id),
+                "UPDATE sessions SET version = ?, last_active = max(last_active, ?),"
+                " conclusions = ?, conclusions_version = ?, conclusions_kb_version = ?"
+                " WHERE id = ?",
+                (version, now, document, at, kb_version, session_id),
             )
         return version
+
+    def record_conclusions(
+        self, session_id: str, version: int, conclusions: StoredConclusions
+    ) -> bool:
+        document, kb_version, at = _columns(conclusions, version)
+        with self._write() as db:
+            written = db.execute(
+                "UPDATE sessions SET conclusions = ?, conclusions_version = ?,"
+                " conclusions_kb_version = ? WHERE id = ? AND version = ?",
+                (document, at, kb_version, session_id, version),
+            ).rowcount
+        return bool(written)
 
     def touch(self, session_ids: Collection[str], now: float) -> None:
         if not session_ids:
@@ -354,6 +474,7 @@ class SqliteSessionStore:
     def _erase(db: sqlite3.Connection, session_ids: Sequence[str]) -> int:
         rows = [(session_id,) for session_id in session_ids]
         db.executemany("DELETE FROM facts WHERE session_id = ?", rows)
+        # The session row holds the reported conclusions: they go with it.
         deleted = 0
         for row in rows:
             deleted += db.execute("DELETE FROM sessions WHERE id = ?", row).rowcount

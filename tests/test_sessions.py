@@ -711,7 +711,7 @@ def test_cli_replays_the_example_timeline(server: RunningServer, cds: CdsClient)
             oracle = evaluated(cds, list(facts.values()))
             assert view == {code: c.detail for code, c in oracle.items()}, event["version"]
     assert events[-1] == {"event": "applied", "version": 5, "knowledge_base_version": kb.VERSION}
-    assert set(view) == {DX, "caution.imaging_not_diagnostic", "step.percutaneous_intervention"}
+    assert set(view) == {DX, "caution.imaging_not_diagnostic", "step.specialist_referral"}
     with cds.session(events[0]["session_id"]) as resumed:
         assert resumed.version == 5
 

@@ -174,16 +174,20 @@ class StreamSessionResponse(_message.Message):
     def __init__(self, opened: _Optional[_Union[SessionOpened, _Mapping]] = ..., change: _Optional[_Union[ConclusionChange, _Mapping]] = ..., applied: _Optional[_Union[BatchApplied, _Mapping]] = ..., rejected: _Optional[_Union[BatchRejected, _Mapping]] = ...) -> None: ...
 
 class SessionOpened(_message.Message):
-    __slots__ = ("session_id", "current", "version", "knowledge_base_version")
+    __slots__ = ("session_id", "current", "version", "knowledge_base_version", "previous_knowledge_base_version", "knowledge_base_changes")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     KNOWLEDGE_BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_KNOWLEDGE_BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_BASE_CHANGES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     current: _containers.RepeatedCompositeFieldContainer[Conclusion]
     version: int
     knowledge_base_version: str
-    def __init__(self, session_id: _Optional[str] = ..., current: _Optional[_Iterable[_Union[Conclusion, _Mapping]]] = ..., version: _Optional[int] = ..., knowledge_base_version: _Optional[str] = ...) -> None: ...
+    previous_knowledge_base_version: str
+    knowledge_base_changes: _containers.RepeatedCompositeFieldContainer[ConclusionChange]
+    def __init__(self, session_id: _Optional[str] = ..., current: _Optional[_Iterable[_Union[Conclusion, _Mapping]]] = ..., version: _Optional[int] = ..., knowledge_base_version: _Optional[str] = ..., previous_knowledge_base_version: _Optional[str] = ..., knowledge_base_changes: _Optional[_Iterable[_Union[ConclusionChange, _Mapping]]] = ...) -> None: ...
 
 class ConclusionChange(_message.Message):
     __slots__ = ("type", "conclusion", "version")
@@ -277,18 +281,20 @@ class ConclusionDefinition(_message.Message):
     def __init__(self, code: _Optional[str] = ..., kind: _Optional[_Union[ConclusionKind, str]] = ..., urgency: _Optional[_Union[Urgency, str]] = ..., title: _Optional[str] = ..., fires_when: _Optional[str] = ...) -> None: ...
 
 class Reference(_message.Message):
-    __slots__ = ("id", "citation", "doi", "supports", "certainty")
+    __slots__ = ("id", "citation", "doi", "supports", "certainty", "url")
     ID_FIELD_NUMBER: _ClassVar[int]
     CITATION_FIELD_NUMBER: _ClassVar[int]
     DOI_FIELD_NUMBER: _ClassVar[int]
     SUPPORTS_FIELD_NUMBER: _ClassVar[int]
     CERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
     id: str
     citation: str
     doi: str
     supports: str
     certainty: str
-    def __init__(self, id: _Optional[str] = ..., citation: _Optional[str] = ..., doi: _Optional[str] = ..., supports: _Optional[str] = ..., certainty: _Optional[str] = ...) -> None: ...
+    url: str
+    def __init__(self, id: _Optional[str] = ..., citation: _Optional[str] = ..., doi: _Optional[str] = ..., supports: _Optional[str] = ..., certainty: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
 
 class DeleteSessionRequest(_message.Message):
     __slots__ = ("session_id",)
