@@ -1,7 +1,11 @@
 """Facts the transport tests share: a headache and an exam that together support
-the diagnosis (the clinical scenarios themselves live in kb/scenarios)."""
+the diagnosis, and a complete negative red-flag screen that, with the headache's
+onset, lets the treatment steps fire (the clinical scenarios themselves live in
+kb/scenarios)."""
 
 from typing import Any
+
+from kb.facts import RedFlags
 
 HEADACHE: dict[str, Any] = {
     "id": "h",
@@ -12,12 +16,26 @@ HEADACHE: dict[str, Any] = {
         "starts_in_neck": True,
         "radiates_oculo_fronto_temporal": True,
         "provoked_by_occipital_pressure": True,
+        "onset": "gradual",  # part of the red-flag screen
     },
 }
 EXAM: dict[str, Any] = {
     "id": "x",
     "type": "cervical_exam",
-    "fields": {"rom_reduced": True, "myofascial_sensitivity": True},
+    # Myofascial sensitivity alone no longer supports the diagnosis.
+    "fields": {
+        "rom_reduced": True,
+        "myofascial_sensitivity": True,
+        "suboccipital_tenderness": True,
+    },
+}
+# Every red flag asked and absent: built from the vocabulary, so a red flag added
+# to it joins the screen.
+NEGATIVE_SCREEN_FIELDS: dict[str, bool] = dict.fromkeys(RedFlags.model_fields, False)
+NEGATIVE_SCREEN: dict[str, Any] = {
+    "id": "r",
+    "type": "red_flags",
+    "fields": NEGATIVE_SCREEN_FIELDS,
 }
 
 

@@ -19,6 +19,7 @@ from kb.engine import (
 from kb.facts import MAX_FACTS_PER_REQUEST, Fact, FactIn, validate_facts
 from kb.model import Stage
 from kb.scenarios import load_scenarios
+from tests.patients import NEGATIVE_SCREEN_FIELDS
 
 HEADACHE = FactIn(
     "h",
@@ -29,10 +30,13 @@ HEADACHE = FactIn(
         "starts_in_neck": True,
         "radiates_oculo_fronto_temporal": True,
         "provoked_by_neck_movement": True,
+        "onset": "gradual",
     },
 )
 EXAM = FactIn("x", "cervical_exam", {"rom_reduced": True, "suboccipital_tenderness": True})
 PATIENT = FactIn("p", "patient", {"age_years": 41})
+# Every step needs a complete red-flag screen: every red flag given, and the onset.
+SCREEN = FactIn("r", "red_flags", NEGATIVE_SCREEN_FIELDS)
 
 
 def fnv1a_32(text: str) -> int:
@@ -88,7 +92,7 @@ def test_tiny_numbers_do_not_crash_the_engine(engine: RulesEngine, tiny: float) 
     treatment = FactIn(
         "t", "treatment", {"kind": "physical_therapy", "weeks": tiny, "response": "pending"}
     )
-    found = codes(engine, [HEADACHE, EXAM, PATIENT, treatment])
+    found = codes(engine, [HEADACHE, EXAM, PATIENT, SCREEN, treatment])
     assert "step.continue_physical_therapy" in found
 
 
@@ -102,7 +106,7 @@ def test_largest_integer_reaches_the_engine_intact(engine: RulesEngine) -> None:
 
 
 def test_should_stop_cancels_between_stages_and_releases_the_sid(engine: RulesEngine) -> None:
-    facts = validate_facts([HEADACHE, EXAM, PATIENT])
+    facts = validate_facts([HEADACHE, EXAM, PATIENT, SCREEN])
     polls = []
 
     def stop_after_first_stage() -> bool:
@@ -114,7 +118,7 @@ def test_should_stop_cancels_between_stages_and_releases_the_sid(engine: RulesEn
         engine.evaluate(facts, on_stage=seen.extend, should_stop=stop_after_first_stage)
     assert [c.code for c in seen] == ["dx.cervicogenic_headache_supported"]
     assert len(polls) == 2
-    assert "step.physical_therapy" in codes(engine, [HEADACHE, EXAM, PATIENT])
+    assert "step.physical_therapy" in codes(engine, [HEADACHE, EXAM, PATIENT, SCREEN])
 
 
 class _ActionRaises(RulesEngine):

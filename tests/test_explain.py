@@ -102,16 +102,20 @@ def test_explain_over_grpc(stub: pb_grpc.DecisionSupportServiceStub) -> None:
     assert [link.code for link in answer.chain] == [
         "dx.cervicogenic_headache_supported",
         "mimic.pots",
+        "info.red_flag_screen",
     ]
     (rule,) = answer.rules
     kinds = [condition.kind for condition in rule.alternatives[0].conditions]
     assert kinds == [
-        pb.CONDITION_KIND_CONCLUSION,
-        pb.CONDITION_KIND_NO_CONCLUSION,
-        pb.CONDITION_KIND_NO_FACT,
+        pb.CONDITION_KIND_CONCLUSION,  # the diagnosis
+        pb.CONDITION_KIND_NO_CONCLUSION,  # no mimic
+        pb.CONDITION_KIND_NO_CONCLUSION,  # a complete red-flag screen
+        pb.CONDITION_KIND_NO_FACT,  # no physical therapy
+        pb.CONDITION_KIND_FACT,  # the patient, whose age chooses the wording
     ]
     assert answer.chain[1].derived
     assert answer.chain[1].conclusion.code == "mimic.pots"
+    assert not answer.chain[2].derived, "the example's red-flag screen is complete"
 
 
 @pytest.mark.parametrize(

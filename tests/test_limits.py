@@ -2,7 +2,7 @@
 
 One server with small limits serves the module: facts per request 5, message
 64 KiB, string length 35 (the longest vocabulary word,
-"cervical_epidural_steroid_injection"), fields per fact 21 (a headache with
+"cervical_epidural_steroid_injection"), fields per fact 23 (a headache with
 every field), list items 3 (every physical-therapy component), two session
 streams.
 """
@@ -69,6 +69,8 @@ FULL_HEADACHE = {
     "tension_type_features_prominent": False,
     "improvement_lying_down_pct": 0,
     "improvement_lying_down_within_hours": 1,
+    "autonomic_features": False,
+    "medication_overuse": False,
 }
 
 
@@ -231,13 +233,14 @@ def test_default_message_size_is_4_mib() -> None:
 
 def test_fields_per_fact(stub: pb_grpc.DecisionSupportServiceStub) -> None:
     headache = {"id": "h", "type": "headache", "fields": FULL_HEADACHE}
+    assert set(FULL_HEADACHE) == set(Headache.model_fields)  # every field of the vocabulary
     assert len(FULL_HEADACHE) == CONFIG.max_fields_per_fact
     validate_facts([FactIn("h", "headache", FULL_HEADACHE)])  # every one of them valid
     assert served(evaluate(stub, [headache]))
     over = {**headache, "fields": {**FULL_HEADACHE, "extra": True}}
     code, reason, violations = refusal(stub, [imaging(1), over])
     assert (code, reason) == ("INVALID_ARGUMENT", "LIMIT_EXCEEDED")
-    assert violations == [("facts[1].fields", "more than 21 fields")]
+    assert violations == [("facts[1].fields", "more than 23 fields")]
 
 
 def test_string_length(stub: pb_grpc.DecisionSupportServiceStub) -> None:

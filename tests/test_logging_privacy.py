@@ -32,6 +32,7 @@ from server.engine import EngineWorker
 from server.logs import CallInfo, JsonFormatter, _CallFilter, configure_logging, correlation_id
 from server.service import DecisionSupportService
 from tests.conftest import to_proto_facts
+from tests.patients import NEGATIVE_SCREEN
 
 TEXT = "SENTINEL-7f3a9c"  # in strings
 HOURS = 713.4567  # a valid attack duration
@@ -54,18 +55,24 @@ VALID = [
             "attack_duration_hours": HOURS,
             "improvement_lying_down_pct": PERCENT,
             "improvement_lying_down_within_hours": 2,
+            "onset": "gradual",
         },
     },
     {
         "id": "x",
         "type": "cervical_exam",
-        "fields": {"rom_reduced": True, "myofascial_sensitivity": True},
+        "fields": {
+            "rom_reduced": True,
+            "myofascial_sensitivity": True,
+            "suboccipital_tenderness": True,
+        },
     },
     {
         "id": "t",
         "type": "treatment",
         "fields": {"kind": "physical_therapy", "weeks": WEEKS, "response": "inadequate"},
     },
+    NEGATIVE_SCREEN,  # complete, so the treatment steps fire too
 ]
 INVALID = [
     {"id": "p", "type": "patient", "fields": {"age_years": 98765.4321, "sex": TEXT}},

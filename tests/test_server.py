@@ -28,11 +28,14 @@ from server.app import SERVICE_NAME, RunningServer, ServerConfig, create_server
 from server.convert import conclusion_to_proto
 from server.engine import EngineWorker
 from tests.conftest import to_proto_facts
-from tests.patients import EXAM, HEADACHE, patient
+from tests.patients import EXAM, HEADACHE, NEGATIVE_SCREEN, patient
 from tests.validation_cases import CASES, Case
 
 SCENARIOS = [s for s in load_scenarios() if not s.error]
-PATIENT = [HEADACHE, EXAM, patient(35)]
+# Diagnosis supported, no red-flag screen yet: info.red_flag_screen, no steps.
+UNSCREENED = [HEADACHE, EXAM, patient(35)]
+# With a complete negative screen the treatment steps fire too.
+PATIENT = [*UNSCREENED, NEGATIVE_SCREEN]
 
 
 def request(facts: list[dict[str, Any]]) -> pb.EvaluateRequest:
@@ -82,6 +85,9 @@ def test_evaluate_streams_conclusions_then_one_summary(
     assert summary.conclusion_count == len(events) - 1
     assert summary.knowledge_base_version == kb.VERSION
     assert summary.rules_fired == summary.conclusion_count
+    codes = {r.conclusion.code for r in responses[:-1]}
+    assert {"step.physical_therapy", "step.adjunct_exercise"} <= codes, "the screen is complete"
+    assert "info.red_flag_screen" not in codes
     dx = responses[0].conclusion
     assert dx.code == "dx.cervicogenic_headache_supported"
     assert dx.kind == pb.CONCLUSION_KIND_DIAGNOSIS_SUPPORTED
@@ -235,7 +241,8 @@ def test_cancel_stops_the_engine(slow_server: tuple[RunningServer, _SlowEngine])
 
 
 class _BrokenEngine(RulesEngine):
-    """Fails the evaluations whose facts include a red-flag screen."""
+    """Fails the evaluations whose facts include a red-flag screen (so the healthy
+    request below is one without a screen: it still derives conclusions)."""
 
     def _fire(self, rule: Any, closure: Any) -> None:
         if any(fact.type == "red_flags" for fact in self._current.facts_by_engine_id.values()):
@@ -251,13 +258,13 @@ def test_engine_failure_is_internal_and_the_server_keeps_serving(
         stub = _slow_stub(running)
         flags = {"id": "r", "type": "red_flags", "fields": {"cancer_history": True}}
         with caplog.at_level(logging.INFO), pytest.raises(grpc.RpcError) as raised:
-            list(stub.Evaluate(request([*PATIENT, flags]), timeout=10))
+            list(stub.Evaluate(request([*UNSCREENED, flags]), timeout=10))
         assert raised.value.code() == grpc.StatusCode.INTERNAL
         status, _, info = rich(raised.value)
         assert info.reason == "ENGINE_FAILURE"
         correlation = status.message.rsplit(" ", 1)[-1].rstrip(")")
         assert correlation in caplog.text
-        healthy = list(stub.Evaluate(request(PATIENT), timeout=10))
+        healthy = list(stub.Evaluate(request(UNSCREENED), timeout=10))
         assert healthy[-1].summary.conclusion_count == len(healthy) - 1 > 0
     finally:
         running.stop(grace=1)
@@ -335,7 +342,7 @@ def test_knowledge_base_publishes_rules_schemas_and_references(
     assert answer.version == kb.VERSION
     assert [ruleset.name for ruleset in answer.rulesets] == [g.name for g in kb.GROUPS]
     rules = [rule for ruleset in answer.rulesets for rule in ruleset.rules]
-    assert len(rules) == len(answer.conclusions) == 28
+    assert len(rules) == len(answer.conclusions) == 30
     assert all(rule.citation_ids and rule.evidence_note and rule.certainty for rule in rules)
     schemas = {name: json.loads(text) for name, text in answer.fact_schemas.items()}
     assert set(schemas) == {
@@ -351,4 +358,9 @@ def test_knowledge_base_publishes_rules_schemas_and_references(
     assert schemas["patient"]["additionalProperties"] is False
     cited = {c for rule in rules for c in rule.citation_ids}
     assert cited <= {reference.id for reference in answer.references}
-    assert all(reference.doi.startswith("10.") for reference in answer.references)
+    # Every source has a DOI, except the FDA's safety communication, which has a URL.
+    for reference in answer.references:
+        assert reference.doi.startswith("10.") or (
+            reference.id == "FDA2014" and reference.url.startswith("https://")
+        ), reference.id
+    assert "FDA2014" in {reference.id for reference in answer.references}

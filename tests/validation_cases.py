@@ -1,4 +1,4 @@
-"""Validation cases for the fact vocabulary (spec `facts.md`, version 1), as plain data.
+"""Validation cases for the fact vocabulary (spec `facts.md`, version 2), as plain data.
 
 Shared by the knowledge-base test (`test_validation.py`) and the gRPC tests, so this
 module imports nothing from the project or from pytest, and every fact is a plain
@@ -97,6 +97,8 @@ VOCABULARY: dict[str, dict[str, FieldSpec]] = {
         "tension_type_features_prominent": BOOL,
         "improvement_lying_down_pct": FieldSpec("number", minimum=0, maximum=100),
         "improvement_lying_down_within_hours": FieldSpec("number", minimum=0, maximum=72),
+        "autonomic_features": BOOL,  # v2
+        "medication_overuse": BOOL,  # v2
     },
     "cervical_exam": {
         "rom_reduced": BOOL,
@@ -124,6 +126,15 @@ VOCABULARY: dict[str, dict[str, FieldSpec]] = {
         "pregnancy_or_postpartum": BOOL,
         "immunosuppression": BOOL,
         "new_onset_after_50": BOOL,
+        "pulsatile_tinnitus": BOOL,  # v2
+        "lower_cranial_nerve_palsy": BOOL,  # v2
+        "transient_visual_loss_or_tia": BOOL,  # v2
+        "posterior_circulation_symptoms": BOOL,  # v2
+        "meningism": BOOL,  # v2
+        "reduced_consciousness": BOOL,  # v2
+        "painful_red_eye": BOOL,  # v2
+        "new_or_changed_headache": BOOL,  # v2
+        "exertional_onset": BOOL,  # v2
     },
     "imaging": {
         "modality": _enum("mri", "ct", "xray", required=True),
@@ -817,6 +828,8 @@ FULL_REQUEST: list[dict[str, Any]] = [
             "tension_type_features_prominent": False,
             "improvement_lying_down_pct": 10.0,
             "improvement_lying_down_within_hours": 2.5,
+            "autonomic_features": False,
+            "medication_overuse": False,
         },
         "hx.1",
     ),
@@ -845,6 +858,15 @@ FULL_REQUEST: list[dict[str, Any]] = [
             "pregnancy_or_postpartum": False,
             "immunosuppression": False,
             "new_onset_after_50": True,
+            "pulsatile_tinnitus": False,
+            "lower_cranial_nerve_palsy": False,
+            "transient_visual_loss_or_tia": False,
+            "posterior_circulation_symptoms": False,
+            "meningism": False,
+            "reduced_consciousness": False,
+            "painful_red_eye": False,
+            "new_or_changed_headache": True,
+            "exertional_onset": False,
         },
         "RF-1",
     ),
