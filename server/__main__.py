@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
+import shutil
 import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -61,14 +64,29 @@ def main() -> None:
     parser.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
     )
+    parser.add_argument(
+        "--metrics-host",
+        default=LOOPBACK,
+        help="address the metrics endpoint binds (default: loopback; see SECURITY.md)",
+    )
+    parser.add_argument(
+        "--metrics-dir",
+        metavar="PATH",
+        help="folder for the workers' metrics files (default: a private temporary folder)",
+    )
     _add_hardening_arguments(parser)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    if args.metrics_port is not None and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        metrics_dir = tempfile.TemporaryDirectory(prefix="cds-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
+    if args.metrics_port is not None:
+        folder = _metrics_dir(args.metrics_dir)
+        reason = _no_room(folder)
+        if reason is not None:
+            # Before logging is configured: one plain line, like any start-up refusal.
+            print(f"metrics folder {folder}: {reason}", file=sys.stderr)
+            sys.exit(1)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     from server.logs import configure_logging
 
     configure_logging(args.log_level, args.log_format)
@@ -92,7 +110,58 @@ def main() -> None:
         **_hardening_config(args),
     )
     _check_hardening(parser, config)
-    sys.exit(supervise(config, args.workers, args.metrics_port))
+    sys.exit(supervise(config, args.workers, args.metrics_port, args.metrics_host))
+
+
+_METRICS_PREFIX = "cds-metrics-"
+
+
+def _metrics_dir(path: str | None) -> str:
+    """The workers' metrics folder, emptied of another run's files (they would be
+    summed in). The default is a private temporary folder named after this
+    process, removed at exit; folders of supervisors that were killed outright
+    are removed at the next start."""
+    if path is not None:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
+        return path
+    for name in os.listdir(tempfile.gettempdir()):
+        owner = name.removeprefix(_METRICS_PREFIX).split("-", 1)[0]
+        if name.startswith(_METRICS_PREFIX) and owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(os.path.join(tempfile.gettempdir(), name), ignore_errors=True)
+    folder = tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+# Room for the supervisor's and a few workers' first metrics files (64 KiB each).
+_METRICS_ROOM_BYTES = 1 << 20
+
+
+def _no_room(folder: str) -> str | None:
+    """Why the metrics files cannot be created in `folder`, or None when they can."""
+    probe = os.path.join(folder, ".space-probe")
+    try:
+        with open(probe, "wb") as file:
+            os.posix_fallocate(file.fileno(), 0, _METRICS_ROOM_BYTES)
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(probe)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _add_hardening_arguments(parser: argparse.ArgumentParser) -> None:

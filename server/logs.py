@@ -19,9 +19,14 @@ same id, so an operator can find the call's lines from a caller's report.
   never its message. Left to gRPC, such an exception would be logged with its
   message (which may quote a fact value) and answered `UNKNOWN`.
 
-Privacy: this module logs method names, status codes, durations and ids,
-nothing a caller sent. `JsonFormatter` renders an exception as its type and
-stack frames, never its message, whoever logs it.
+Privacy and bounds: this module logs method names, status codes, durations
+and ids, nothing a caller sent. A method is named only when it is one this
+server serves (`KNOWN_METHODS`); any other `:path` is logged and counted as
+`unknown`, so a caller cannot mint metric label series or log fields. Refused
+(`UNAUTHENTICATED`) calls get no end-of-call line of their own: the refusal is
+logged by `server.security`, at most once per interval (`RateLimitedLog`).
+`JsonFormatter` renders an exception as its type and stack frames, never its
+message, whoever logs it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -40,13 +46,55 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import grpc
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
+from cds.v1 import decision_support_pb2 as pb
 from server import errors
 from server.metrics import record_rpc
 
 log = logging.getLogger(__name__)
 
 LOG_FORMATS = ("json", "text")
+UNKNOWN_METHOD = "unknown"
+# Every method this server serves, as gRPC names them ("/package.Service/Method").
+KNOWN_METHODS: frozenset[str] = frozenset(
+    f"/{service.full_name}/{method.name}"
+    for descriptor in (pb.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
+    for service in descriptor.services_by_name.values()
+    for method in service.methods
+)
+
+
+def method_name(path: str) -> str:
+    """The call's `:path` if this server serves it, else `unknown`: never a caller's string."""
+    return path if path in KNOWN_METHODS else UNKNOWN_METHOD
+
+
+class RateLimitedLog:
+    """Logs an event at most once per `interval` seconds, with how many were held back.
+
+    For events any caller can cause at will (a refused call): one line per
+    interval bounds the log however fast they come.
+    """
+
+    def __init__(self, logger: logging.Logger, message: str, interval: float = 10.0) -> None:
+        self._logger = logger
+        self._message = message
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._held = 0
+
+    def event(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._held += 1
+                return
+            held, self._held, self._next = self._held, 0, now + self._interval
+        suffix = f" ({held} more since the last report)" if held else ""
+        self._logger.warning("%s%s", self._message, suffix)
 
 
 @dataclass(frozen=True)
@@ -160,6 +208,8 @@ def _code_name(context: grpc.ServicerContext, default: str) -> str:
 def _finished(call: CallInfo, code: str, started: float) -> None:
     seconds = time.perf_counter() - started
     record_rpc(call.method.rsplit("/", 1)[-1], code, seconds)
+    if code == "UNAUTHENTICATED":
+        return  # server.security logs refusals, rate-limited
     log.log(
         logging.DEBUG if code == "OK" else logging.INFO,
         "call finished",
@@ -261,7 +311,7 @@ class CallContextInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
+        method = method_name(handler_call_details.method)
         if handler.unary_unary:
             return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
         if handler.stream_unary:

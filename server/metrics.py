@@ -6,15 +6,56 @@ worker writes its samples to files there, and the parent's exporter sums them
 (prometheus-client's multiprocess mode). Without it, the metrics live in the
 process's default registry (tests, embedding).
 
-Labels are bounded vocabularies — method names, status codes, rule ids,
-conclusion codes — never fact values or session ids.
+Labels are bounded vocabularies — method names this server serves, status
+codes, rule ids, conclusion codes — never fact values, session ids or anything
+else a caller chose.
+
+A full disk must not take the service down. The multiprocess files are
+memory-mapped, and prometheus-client grows them by truncating: on a full file
+system the next write into the new pages is a SIGBUS that kills the worker.
+`PreallocatedMmapedDict` reserves the space first (`posix_fallocate`), so a
+full disk is an `OSError` at the moment a file grows; recording then stops with
+one log line and every call goes on being served.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from prometheus_client import Counter, Gauge, Histogram, mmap_dict, values
 
 from kb.engine import EvaluationResult
+
+log = logging.getLogger(__name__)
+
+
+class PreallocatedMmapedDict(mmap_dict.MmapedDict):
+    """prometheus-client's mmapped dict, with its file's space reserved before use."""
+
+    def __init__(self, filename: str, read_mode: bool = False) -> None:
+        if not read_mode:
+            with open(filename, "a+b") as file:
+                if os.fstat(file.fileno()).st_size == 0:
+                    os.posix_fallocate(file.fileno(), 0, mmap_dict._INITIAL_MMAP_SIZE)
+        super().__init__(filename, read_mode)
+
+    def _init_value(self, key: str) -> None:
+        encoded_length = len(key.encode("utf-8"))
+        padded = encoded_length + (8 - (encoded_length + 4) % 8)
+        needed = self._used + 4 + padded + 16  # as the base class packs an entry
+        capacity = self._capacity
+        while needed > capacity:
+            capacity *= 2
+        if capacity != self._capacity:
+            os.posix_fallocate(self._f.fileno(), 0, capacity)
+        super()._init_value(key)
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.MmapedDict = PreallocatedMmapedDict  # type: ignore[misc]
 
 RPCS = Counter("cds_rpcs_total", "RPCs finished, by method and status code.", ["method", "code"])
 RPC_SECONDS = Histogram(
@@ -32,16 +73,45 @@ OPEN_SESSIONS = Gauge(
     multiprocess_mode="livesum",
 )
 
+_stopped = threading.Event()
+
+
+def _record(write: Callable[[], None]) -> None:
+    """Record a sample unless recording has stopped; stop (once, logged) when the
+    metrics files cannot grow. Serving never depends on metrics."""
+    if _stopped.is_set():
+        return
+    try:
+        write()
+    except OSError as error:
+        if not _stopped.is_set():
+            _stopped.set()
+            log.error(
+                "metrics recording stopped in this process: cannot write the metrics files (%s)",
+                os.strerror(error.errno) if error.errno else type(error).__name__,
+            )
+
 
 def record_evaluation(result: EvaluationResult) -> None:
-    EVALUATIONS.inc()
-    for conclusion in result.conclusions:
-        CONCLUSIONS.labels(conclusion.code).inc()
-        RULES_FIRED.labels(conclusion.provenance.rule_id).inc()
+    def write() -> None:
+        EVALUATIONS.inc()
+        for conclusion in result.conclusions:
+            CONCLUSIONS.labels(conclusion.code).inc()
+            RULES_FIRED.labels(conclusion.provenance.rule_id).inc()
+
+    _record(write)
 
 
 def record_rpc(method: str, code: str, seconds: float) -> None:
     """One finished RPC; called by the call-context interceptor (server.logs),
     which already knows every call's end, status and duration."""
-    RPCS.labels(method, code).inc()
-    RPC_SECONDS.labels(method, code).observe(seconds)
+
+    def write() -> None:
+        RPCS.labels(method, code).inc()
+        RPC_SECONDS.labels(method, code).observe(seconds)
+
+    _record(write)
+
+
+def session_streams_changed(delta: int) -> None:
+    _record(lambda: OPEN_SESSIONS.inc(delta))

@@ -23,6 +23,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import ssl
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 import grpc
 
 from server import errors
+from server.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +98,30 @@ def server_credentials(config: SecurityConfig) -> grpc.ServerCredentials | None:
     cert = _read(config.tls_cert, "TLS certificate")
     key = _read(config.tls_key, "TLS private key")
     client_ca = _read(config.tls_client_ca, "TLS client CA") if config.tls_client_ca else None
+    _check_pem(config)
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def _check_pem(config: SecurityConfig) -> None:
+    """Parse the certificate, key and CA now: gRPC accepts any PEM-shaped bytes
+    and fails only when the first handshake or bind needs them, deep in a worker."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(str(config.tls_cert), str(config.tls_key))
+    except (ssl.SSLError, ValueError):
+        raise ConfigurationError(
+            f"TLS certificate {config.tls_cert} and key {config.tls_key}: not a valid "
+            "certificate chain and matching private key"
+        ) from None
+    if config.tls_client_ca:
+        try:
+            context.load_verify_locations(cafile=config.tls_client_ca)
+        except (ssl.SSLError, ValueError):
+            raise ConfigurationError(
+                f"TLS client CA {config.tls_client_ca}: no valid certificate in it"
+            ) from None
 
 
 def is_loopback(host: str) -> bool:
@@ -153,18 +176,20 @@ def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
     return None
 
 
-def _deny(handler: Any) -> Any:
-    """A handler of the same kind as `handler` that answers UNAUTHENTICATED."""
+_REFUSALS = RateLimitedLog(log, "call refused: no valid bearer token")
 
-    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-        log.warning("call refused: no valid bearer token")
-        context.abort_with_status(errors.unauthenticated())
 
-    kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-    kind = next((k for k in kinds if getattr(handler, k, None) is not None), "unary_unary")
-    replaced = {k: (refuse if k == kind else None) for k in kinds}
-    # No deserializer: the request is never read, so it is never parsed.
-    return handler._replace(request_deserializer=None, **replaced)
+def _refuse(requests: Any, context: grpc.ServicerContext) -> Any:
+    _REFUSALS.event()
+    context.abort_with_status(errors.unauthenticated())
+
+
+# Every refused call, known method or not, unary or streaming, gets this one
+# handler: a streaming request is handed over unread, so the refusal comes at
+# once (no pool thread waits for a message that may never arrive), is never
+# parsed, and looks the same whatever the method, so a caller without a token
+# learns nothing about which methods exist or which take a stream.
+_DENY = grpc.stream_stream_rpc_method_handler(_refuse)
 
 
 class BearerTokenInterceptor(grpc.ServerInterceptor):
@@ -190,15 +215,7 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
             return continuation(handler_call_details)
         if self.authorized(handler_call_details.invocation_metadata):
             return continuation(handler_call_details)
-        handler = continuation(handler_call_details)
-        if handler is None:
-            # An unknown method: the same answer, so unauthenticated callers learn nothing.
-            return grpc.unary_unary_rpc_method_handler(_deny_unknown)
-        return _deny(handler)
-
-
-def _deny_unknown(request: Any, context: grpc.ServicerContext) -> Any:
-    context.abort_with_status(errors.unauthenticated())
+        return _DENY
 
 
 def build_interceptors(config: SecurityConfig) -> list[grpc.ServerInterceptor]:

@@ -70,7 +70,7 @@ from kb.facts import (
 from kb.model import Certainty, Conclusion, Kind, Provenance, Urgency
 from server.engine import EngineWorker
 from server.errors import REASON_VERSION_CONFLICT
-from server.metrics import OPEN_SESSIONS
+from server.metrics import session_streams_changed
 from server.store import (
     SessionMissing,
     SessionStore,
@@ -309,14 +309,14 @@ class _Registry:
             if self._streams.total() >= self._max_streams:
                 raise TooManyStreams(self._max_streams)
             self._streams[session_id] += 1
-        OPEN_SESSIONS.inc()
+        session_streams_changed(+1)
 
     def remove_stream(self, session_id: str) -> None:
         with self._mutex:
             self._streams[session_id] -= 1
             if self._streams[session_id] <= 0:
                 del self._streams[session_id]
-        OPEN_SESSIONS.dec()
+        session_streams_changed(-1)
 
     def streaming(self) -> frozenset[str]:
         with self._mutex:

@@ -10,7 +10,11 @@ for the workers to drain. Sessions stay correct across workers because their
 truth is in the database (versioned commits), not in a process.
 
 With `--metrics-port`, a separate exporter process serves the sum of all
-workers' metrics (prometheus-client multiprocess mode).
+workers' metrics (prometheus-client multiprocess mode) on `--metrics-host`
+(loopback by default: the counters say what was concluded, see SECURITY.md).
+It must be listening before any worker starts, or the server does not start;
+like the workers, it stops when the supervisor is gone, so a killed server
+leaves no process holding the port or serving stale numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +37,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
 from server.app import ServerConfig, create_server
+from server.defaults import LOOPBACK
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +84,59 @@ def _watch_parent(parent: int, stop: threading.Event) -> None:
             stop.set()
 
 
-def _exporter_main(port: int, host: str) -> None:
-    """Serve the sum of every worker's metrics (multiprocess mode)."""
+def _exporter_main(port: int, host: str, served: Any) -> None:
+    """Serve the sum of every worker's metrics (multiprocess mode) until the
+    supervisor stops it or is gone."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the supervisor's inherited handler
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = threading.Event()
+    threading.Thread(target=_watch_parent, args=(os.getppid(), stop), daemon=True).start()
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    start_http_server(port, addr=host, registry=registry)
-    threading.Event().wait()
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as error:
+        log.error("metrics cannot listen on %s:%d: %s", host, port, error.strerror)
+        sys.exit(1)
+    served.set()
+    stop.wait()
 
 
-def supervise(config: ServerConfig, workers: int, metrics_port: int | None = None) -> int:
+def _start_exporter(host: str, port: int) -> BaseProcess | None:
+    """The exporter, once it listens; None (logged) when it cannot."""
+    served = _CONTEXT.Event()
+    exporter = _start(_exporter_main, port, host, served)
+    while not served.wait(0.1):
+        if exporter.exitcode is not None:
+            return None
+    return exporter
+
+
+def supervise(
+    config: ServerConfig,
+    workers: int,
+    metrics_port: int | None = None,
+    metrics_host: str = LOOPBACK,
+) -> int:
     """Run `workers` worker processes until SIGTERM or SIGINT; returns the exit status."""
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+    exporter = None
+    if metrics_port is not None:
+        exporter = _start_exporter(metrics_host, metrics_port)
+        if exporter is None:
+            return 1
+    try:
+        return _run_workers(config, workers, stopping)
+    finally:
+        if exporter is not None:
+            exporter.terminate()
+            exporter.join()
+
+
+def _run_workers(config: ServerConfig, workers: int, stopping: threading.Event) -> int:
+    """Keep `workers` workers serving until `stopping`; then drain them."""
     with reserve_port(config.host, config.port) as port:
 
         def spawn() -> tuple[BaseProcess, Any]:
@@ -100,9 +144,6 @@ def supervise(config: ServerConfig, workers: int, metrics_port: int | None = Non
             return _start(_worker_main, config, port, served), served
 
         children = [spawn() for _ in range(workers)]
-        exporter = (
-            _start(_exporter_main, metrics_port, config.host) if metrics_port is not None else None
-        )
         log.info(
             "serving on %s:%d with %d worker process(es): %s",
             config.host,
@@ -139,9 +180,6 @@ def supervise(config: ServerConfig, workers: int, metrics_port: int | None = Non
                 child.join()
             failed += child.exitcode != 0
             _mark_dead(child.pid)
-        if exporter is not None:
-            exporter.terminate()
-            exporter.join()
     return 1 if failed else 0
 
 

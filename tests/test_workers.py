@@ -21,6 +21,7 @@ from client.api import BatchApplied, CdsClient, Conclusion
 from server.app import ServerConfig, create_server
 from server.engine import EngineWorker
 from tests.conftest import to_proto_facts
+from tests.sockets import listener_pid
 from tests.test_server import _SlowEngine
 from tests.test_sessions_process import free_port, wait_until_serving
 
@@ -104,9 +105,10 @@ def test_workers_share_the_port_and_metrics_sum_across_them(
 def test_a_dead_worker_is_replaced_and_sigterm_drains(
     two_workers: tuple[subprocess.Popen[bytes], int, int],
 ) -> None:
-    server, port, _ = two_workers
-    workers = _children(server.pid)
-    victim = workers[0]
+    server, port, metrics_port = two_workers
+    children = _children(server.pid)
+    exporter = listener_pid(metrics_port, children)
+    victim = next(child for child in children if child != exporter)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 15
     while victim in _children(server.pid) or len(_children(server.pid)) < 3:
