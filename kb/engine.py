@@ -114,10 +114,15 @@ def _engine_number(value: float) -> float:
     return value
 
 
-def encode_fact(fact: Fact, engine_id: str, sid: str = "0") -> dict[str, Any]:
+def encode_fact(
+    fact: Fact, engine_id: str, sid: str = "0", *, as_sent: bool = False
+) -> dict[str, Any]:
     """A validated fact as the engine sees it: its fields plus `t` (its type);
     a list of enumerated values becomes a map from each allowed value to
-    whether it is present (the engine cannot test a list for what it lacks)."""
+    whether it is present (the engine cannot test a list for what it lacks).
+
+    `as_sent` keeps numbers as the caller sent them instead of moving tiny ones
+    to the smallest the engine parses: for showing values, never for the engine."""
     items = list_field_items(type(fact.value))
     encoded: dict[str, Any] = {"sid": sid, "id": engine_id, "t": fact.type}
     for name, value in fact.value:
@@ -125,7 +130,7 @@ def encode_fact(fact: Fact, engine_id: str, sid: str = "0") -> dict[str, Any]:
             continue
         if name in items:
             encoded[name] = {item: item in value for item in items[name]}
-        elif type(value) is float:
+        elif type(value) is float and not as_sent:
             encoded[name] = _engine_number(value)
         else:
             encoded[name] = value

@@ -75,15 +75,18 @@ class UnknownCode(ValueError):
     """The code is not produced by any rule of the knowledge base."""
 
 
-def _condition(
-    pattern: Pattern, candidates: Sequence[tuple[str, dict[str, Any]]]
-) -> ConditionResult:
+# (id, the fact as the engine sees it, the fact with the values the caller sent)
+_Candidate = tuple[str, dict[str, Any], dict[str, Any]]
+
+
+def _condition(pattern: Pattern, candidates: Sequence[_Candidate]) -> ConditionResult:
     results = []
-    for candidate_id, fact in candidates:
+    for candidate_id, fact, sent in candidates:
         if pattern.fact_type is not None and fact["t"] != pattern.fact_type:
             continue
+        # Held or not as the engine sees the fact; the values shown as the caller sent them.
         tests = tuple(
-            TestResult(describe(test), holds(test, fact), observed(test, fact))
+            TestResult(describe(test), holds(test, fact), observed(test, sent))
             for test in pattern.tests
         )
         matched = all(test.held for test in tests)
@@ -101,12 +104,15 @@ def explain(engine: RulesEngine, facts: Sequence[Fact], code: str) -> Explanatio
         raise UnknownCode(code)
     result = engine.evaluate(facts)
     derived = {conclusion.code: conclusion for conclusion in result.conclusions}
-    client = [(fact.id, encode_fact(fact, f"f{index}")) for index, fact in enumerate(facts)]
-    kinds = {rule.code: rule.kind.value for rule in engine.rules}
-    conclusions = [
-        (derived_code, {"t": CONCLUSION, "code": derived_code, "ckind": kinds[derived_code]})
-        for derived_code in derived
+    client = [
+        (fact.id, encode_fact(fact, f"f{index}"), encode_fact(fact, f"f{index}", as_sent=True))
+        for index, fact in enumerate(facts)
     ]
+    kinds = {rule.code: rule.kind.value for rule in engine.rules}
+    conclusions = []
+    for derived_code in derived:
+        encoded = {"t": CONCLUSION, "code": derived_code, "ckind": kinds[derived_code]}
+        conclusions.append((derived_code, encoded, encoded))
     return _explain(engine, engine.definition(), code, derived, client + conclusions, set())
 
 
@@ -115,7 +121,7 @@ def _explain(
     definition: dict[str, Any],
     code: str,
     derived: dict[str, Conclusion],
-    candidates: list[tuple[str, dict[str, Any]]],
+    candidates: list[_Candidate],
     explained: set[str],
 ) -> Explanation:
     explained.add(code)
@@ -125,7 +131,7 @@ def _explain(
         if rule.code != code:
             continue
         # A rule sees only conclusions of earlier stages, never its own code.
-        visible = [(i, fact) for i, fact in candidates if fact.get("code") != code]
+        visible = [candidate for candidate in candidates if candidate[1].get("code") != code]
         results = []
         for patterns in alternatives(definition, rule.id):
             conditions = tuple(_condition(pattern, visible) for pattern in patterns)

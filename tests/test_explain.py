@@ -156,3 +156,35 @@ def test_cli_explain_prints_pertinent_negatives(running_server: RunningServer) -
     assert "- no conclusion of kind MIMIC_SUSPECTED derived" in text
     assert "but found mimic.pots" in text
     assert "not standing_hr_bpm >= supine_hr_bpm + 40 (saw" in text
+
+
+def test_explain_shows_the_values_the_caller_sent(
+    stub: pb_grpc.DecisionSupportServiceStub,
+) -> None:
+    """Hardening II, item 6: a number the engine cannot parse is moved to 1e-4 for
+    the engine, but Explain shows what the caller sent, not that stand-in."""
+    facts = [
+        {"id": "p", "type": "patient", "fields": {"age_years": 40}},
+        {
+            "id": "h",
+            "type": "headache",
+            "fields": {
+                "improvement_lying_down_pct": 60,
+                "improvement_lying_down_within_hours": 1e-05,
+            },
+        },
+    ]
+    code = "mimic.spontaneous_intracranial_hypotension"
+    answer = stub.Explain(pb.ExplainRequest(facts=to_proto_facts(facts), code=code), timeout=10)
+    assert answer.derived
+    shown = [
+        dict(test.observed)
+        for rule in answer.rules
+        for alternative in rule.alternatives
+        for condition in alternative.conditions
+        for candidate in condition.candidates
+        for test in candidate.tests
+    ]
+    field = "improvement_lying_down_within_hours"
+    within = [values[field] for values in shown if field in values]
+    assert within and all(value == 1e-05 for value in within)
