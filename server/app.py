@@ -53,6 +53,8 @@ class ServerConfig:
     # Sessions: None keeps them in a private temporary database removed on stop
     # (tests, embedding); `python -m server` passes DEFAULT_SESSION_DB.
     session_db: str | None = None
+    # False in worker processes: the supervisor created the database before them.
+    create_session_db: bool = True
     session_ttl_seconds: float = DEFAULT_TTL_SECONDS
     sweep_interval_seconds: float | None = None  # None: a tenth of the TTL, 1 s to 1 h
     # Each open session stream holds a pool thread; keep some for other calls.
@@ -121,7 +123,7 @@ class RunningServer:
 def _session_store(config: ServerConfig, cleanups: list[Callable[[], None]]) -> SessionStore:
     if config.session_db is not None:
         # A database that cannot be opened fails session calls, not the server.
-        store = ReopeningSessionStore(config.session_db)
+        store = ReopeningSessionStore(config.session_db, create=config.create_session_db)
     else:
         folder = tempfile.TemporaryDirectory(prefix="cds-sessions-")
         cleanups.append(folder.cleanup)

@@ -35,6 +35,24 @@ SQLite settings, and why:
   database files.
 - `busy_timeout`: a writer in another process makes us wait, not fail.
 
+The file under the store:
+
+- It is created only when the store is opened with `create=True` (first
+  start-up) and did not exist: mode 0600, in a folder made 0700. SQLite gives
+  the `-wal` and `-shm` files it makes the database file's mode. Connections
+  open the file with `mode=rw`, so SQLite never creates a database itself: a
+  file gone while the server runs is never silently replaced by an empty one.
+- Every connection proves it can write (a write rolled back) when it is
+  opened: SQLite opens a file it cannot write read-only, without an error.
+- Each operation first checks that the database, `-wal` and `-shm` files at the
+  path are still the ones the store opened (device and inode), and a write
+  checks again after its commit: a batch committed into a file deleted or
+  replaced under the store is never reported as committed (`StoreUnusable`).
+- Errors that mean the file is unusable as it is (read-only, deleted or
+  replaced, unreadable, corrupt) raise `StoreUnusable`: the owner drops the
+  store and opens the file again once it is usable
+  (`server.resilient_store`).
+
 Nothing here logs a fact, a field value or a conclusion.
 """
 
@@ -48,7 +66,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,6 +74,19 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+# The suffixes of the files a WAL database is made of.
+_FILES = ("", "-wal", "-shm")
+# SQLite primary result codes that mean the file itself is unusable as it is.
+_UNUSABLE_CODES = frozenset(
+    (
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+    )
+)
+GONE = "the database file was deleted or replaced while the server was using it"
 CHECKPOINT_ATTEMPTS = 20
 CHECKPOINT_RETRY_SECONDS = 0.01
 
@@ -91,6 +122,17 @@ _COLUMNS = (
 
 class StoreError(Exception):
     """The store could not complete an operation (I/O, lock timeout, closed store)."""
+
+
+class StoreUnusable(StoreError):
+    """The database file cannot be used as it is: not writable, deleted or replaced
+    while in use, unreadable or corrupt. The store that raised it stays broken;
+    open the file again (a new store) once it is usable."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(f"session database {path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
 
 
 class SessionMissing(StoreError):
@@ -197,6 +239,40 @@ class SessionStore(Protocol):
         """Release connections; later calls raise `StoreError`."""
 
 
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids
+
+
+def _gone(suffix: str) -> str:
+    return GONE if not suffix else f"its {suffix} file was deleted or replaced while in use"
+
+
+def _why(path: Path) -> str:
+    """Why this process may not write `path`: who it runs as, the file's owner and mode."""
+    try:
+        status = path.stat()
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    if read_only:
+        return "it is on a read-only file system"
+    why = (
+        f"the server runs as uid {os.geteuid()}, the file is owned by uid {status.st_uid}"
+        f" with mode {status.st_mode & 0o777:04o}"
+    )
+    if os.geteuid() == 0:
+        why += " (root: an immutable or append-only attribute?)"
+    return why
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a new file's directory entry durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _dumps(fields: Mapping[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
@@ -215,18 +291,45 @@ class SqliteSessionStore:
 
     A connection is used by one thread at a time (taken from the pool for one
     operation, then returned), so the store is safe under gRPC's thread pool.
+
+    `create`: make the file (0600) if it does not exist. Otherwise a missing
+    file is `StoreUnusable`: pass False once a database has been in use, so
+    that a file deleted under the server is not replaced by an empty one.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = Path(path)
+        self._file = self.path.absolute()
+        # mode=rw: SQLite opens the file, never creates it (see `_prepare_file`).
+        self._uri = f"{self._file.as_uri()}?mode=rw"
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards _closed against connections coming back
         self._closed = False
         self._checkpoint_pending = False
-        self._prepare_file()
-        with self._connection() as db:
-            db.executescript(_SCHEMA)
-        self._migrate()
+        # (st_dev, st_ino) of the files this store opened, by suffix.
+        self._identity: dict[str, tuple[int, int]] = {}
+        self._prepare_file(create)
+        self._check_writable()
+        self._identity[""] = self._stat("")
+        try:
+            with self._connection() as db:
+                db.executescript(_SCHEMA)
+            self._migrate()
+            # One connection stays open from here on, so SQLite keeps these files.
+            for suffix in _FILES[1:]:
+                with suppress(StoreUnusable):  # not made yet: nothing to compare with
+                    self._identity[suffix] = self._stat(suffix)
+        except BaseException:
+            self.close()
+            raise
+        mode = self._file.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning(
+                "session database %s can be read by other users (mode %04o); it holds"
+                " health data: chmod 600 it and its -wal and -shm files",
+                self._file,
+                mode,
+            )
 
     def _migrate(self) -> None:
         """Add the columns a database file made by an older release lacks.
@@ -253,34 +356,124 @@ class SqliteSessionStore:
                 present[table] = {row[1] for row in rows}
         return [entry for entry in _COLUMNS if entry[1] not in present[entry[0]]]
 
-    def _prepare_file(self) -> None:
-        """Create the folder and the file readable by this user only (health data)."""
-        folder = self.path.parent
+    def _prepare_file(self, create: bool) -> None:
+        """Create the folder and the file readable by this user only (health data).
+
+        Without `create`, a missing file is an error, never a new empty database.
+        """
+        if not create:
+            if not self._file.exists():
+                raise StoreUnusable(
+                    self._file,
+                    "the file does not exist (deleted or moved while the server ran?):"
+                    " restore it, or restart the server to start an empty database",
+                )
+            return
+        folder = self._file.parent
         if not folder.exists():
             folder.mkdir(parents=True, mode=0o700, exist_ok=True)  # workers race here
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            # O_EXCL: never opens (and closes) a file SQLite may hold locks on.
+            fd = os.open(self._file, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_folder(folder)
+        log.info("session database %s created", self._file)
+
+    def _check_writable(self) -> None:
+        """Refuse a file this process cannot write (SQLite would open it read-only).
+
+        `os.access`, not `open`: closing a descriptor of a file drops this
+        process's POSIX locks on it, SQLite's included.
+        """
+        for suffix in _FILES:
+            name = Path(f"{self._file}{suffix}")
+            if name.exists() and not os.access(name, os.W_OK, effective_ids=_EFFECTIVE_IDS):
+                raise StoreUnusable(self._file, f"{name} is not writable: {_why(name)}")
+        folder = self._file.parent
+        makes_files = not all(Path(f"{self._file}{suffix}").exists() for suffix in _FILES[1:])
+        if makes_files and not os.access(folder, os.W_OK | os.X_OK, effective_ids=_EFFECTIVE_IDS):
+            raise StoreUnusable(
+                self._file,
+                f"its folder {folder} is not writable (SQLite makes its -wal and -shm"
+                f" files there): {_why(folder)}",
+            )
+
+    def _stat(self, suffix: str) -> tuple[int, int]:
+        """(st_dev, st_ino) of the file at the path; `StoreUnusable` if there is none."""
+        try:
+            status = os.stat(f"{self._file}{suffix}")
+        except FileNotFoundError:
+            raise StoreUnusable(self._file, _gone(suffix)) from None
+        except OSError as error:
+            reason = f"cannot stat {suffix or 'it'}: {error.strerror}"
+            raise StoreUnusable(self._file, reason) from None
+        return status.st_dev, status.st_ino
+
+    @property
+    def identities(self) -> dict[str, tuple[int, int]]:
+        """(st_dev, st_ino) of the files this store opened, by suffix ("", "-wal", "-shm")."""
+        return dict(self._identity)
+
+    def _check_files(self) -> None:
+        """The files at the path are still the ones this store opened."""
+        for suffix, identity in self._identity.items():
+            if self._stat(suffix) != identity:
+                raise StoreUnusable(self._file, _gone(suffix))
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1e3
+            self._uri,
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1e3,
         )
         try:
             mode = self._wal(db)
+            if str(mode).lower() != "wal":
+                raise StoreError(f"the session database cannot use WAL mode (got {mode})")
+            for pragma in (
+                "PRAGMA synchronous=FULL",
+                "PRAGMA secure_delete=ON",
+                "PRAGMA foreign_keys=ON",
+                f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+            ):
+                db.execute(pragma)
+            self._probe_write(db)
+            if self._stat("") != self._identity[""]:  # replaced between its stat and this open
+                raise StoreUnusable(self._file, GONE)
         except BaseException:
             db.close()
             raise
-        if str(mode).lower() != "wal":
-            db.close()
-            raise StoreError(f"the session database cannot use WAL mode (got {mode})")
-        for pragma in (
-            "PRAGMA synchronous=FULL",
-            "PRAGMA secure_delete=ON",
-            "PRAGMA foreign_keys=ON",
-            f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
-        ):
-            db.execute(pragma)
         return db
+
+    def _probe_write(self, db: sqlite3.Connection) -> None:
+        """Write and roll back: SQLite opens a file it cannot write read-only, silently."""
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(f"PRAGMA user_version = {int(version)}")
+        except sqlite3.Error as error:
+            if error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_READONLY:
+                raise StoreUnusable(
+                    self._file, f"SQLite opened it read-only ({error}): {_why(self._file)}"
+                ) from error
+            raise
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+
+    def _failure(self, error: sqlite3.Error, doing: str) -> StoreError:
+        """`StoreUnusable` when the error is about the file itself, else `StoreError`."""
+        # sqlite3 messages name SQL and files, never bound parameters.
+        if getattr(error, "sqlite_errorcode", 0) & 0xFF in _UNUSABLE_CODES:
+            return StoreUnusable(self._file, f"{doing}: {error}")
+        return StoreError(f"{doing}: {error}")
 
     @staticmethod
     def _wal(db: sqlite3.Connection) -> str:
@@ -302,20 +495,20 @@ class SqliteSessionStore:
     def _connection(self) -> Iterator[sqlite3.Connection]:
         if self._closed:
             raise StoreError("the session store is closed")
+        self._check_files()
         try:
             db = self._idle.get_nowait()
         except queue.Empty:
             try:
                 db = self._connect()
             except sqlite3.Error as error:
-                raise StoreError(f"cannot open the session database: {error}") from error
+                raise self._failure(error, "cannot open the session database") from error
         try:
             yield db
         except sqlite3.Error as error:
             if db.in_transaction:
                 db.rollback()
-            # sqlite3 messages name SQL and files, never bound parameters.
-            raise StoreError(f"session database error: {error}") from error
+            raise self._failure(error, "session database error") from error
         except BaseException:
             if db.in_transaction:
                 db.rollback()
@@ -329,11 +522,17 @@ class SqliteSessionStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken up front so it cannot deadlock on upgrade."""
+        """One write transaction, taken up front so it cannot deadlock on upgrade.
+
+        Checked after the commit too: a commit that went into a file deleted or
+        replaced meanwhile is not on disk at the path, so it raises instead of
+        returning (the caller must not acknowledge it).
+        """
         with self._connection() as db:
             db.execute("BEGIN IMMEDIATE")
             yield db
             db.execute("COMMIT")
+            self._check_files()
 
     def create(
         self, session_id: str, now: float, conclusions: StoredConclusions | None = None

@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -38,6 +39,7 @@ from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
 from server.app import ServerConfig, create_server
 from server.defaults import LOOPBACK
+from server.store import SqliteSessionStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,9 @@ def supervise(
 
 def _run_workers(config: ServerConfig, workers: int, stopping: threading.Event) -> int:
     """Keep `workers` workers serving until `stopping`; then drain them."""
+    if config.session_db is not None:
+        _create_session_db(config.session_db)
+        config = replace(config, create_session_db=False)
     with reserve_port(config.host, config.port) as port:
 
         def spawn() -> tuple[BaseProcess, Any]:
@@ -181,6 +186,15 @@ def _run_workers(config: ServerConfig, workers: int, stopping: threading.Event) 
             failed += child.exitcode != 0
             _mark_dead(child.pid)
     return 1 if failed else 0
+
+
+def _create_session_db(path: str) -> None:
+    """Create the session database, if missing, before any worker exists, so no
+    worker (a replacement started later included) ever creates one: an empty
+    database in place of one deleted while serving would hide the loss. A failure
+    here is left to the workers, which report it and keep Evaluate serving."""
+    with contextlib.suppress(StoreError, sqlite3.Error, OSError):
+        SqliteSessionStore(path).close()
 
 
 def _start(target: Callable[..., None], *args: object) -> BaseProcess:
