@@ -46,9 +46,11 @@ kb-check: $(STAMP)
 kb-mutate: $(STAMP)
 	$(PY) -m kb.mutate
 
-# docs/knowledge-base.md is generated from the rules; make test fails when stale.
+# docs/knowledge-base.md, docs/fhir.md and the Questionnaire are generated from the
+# code; make test fails when one is stale.
 docs: $(STAMP)
 	$(PY) -m kb.docs
+	$(PY) -m fhir_in.docs
 
 # Writes bench/results.md and bench/results.json (a few minutes).
 bench: $(STAMP)
@@ -60,6 +62,7 @@ lint: $(STAMP)
 
 test: $(STAMP) proto-check lint
 	$(PY) -m kb.docs --check
+	$(PY) -m fhir_in.docs --check
 	$(PY) -m kb.check
 	$(PY) -m kb.mutate
 	$(PY) -m pytest -q
