@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from server.store import SessionStore, SqliteSessionStore
 
 log = logging.getLogger(__name__)
 
+# Shutdown closes the listeners once no call has arrived for this long.
+LAME_DUCK_QUIET_SECONDS = 0.25
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionSupportService"].full_name
 # HTTP/2 keepalive: session streams are long-lived and may stay silent for
 # days, so both sides ping to notice a dead peer (and keep NATs open). The
@@ -104,15 +107,26 @@ class RunningServer:
     worker: EngineWorker
     sessions: SessionManager | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    gate: logs.CallGate = field(default_factory=logs.CallGate)
 
     def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING, refuse new calls, let in-flight calls finish.
+        """Lame duck, then stop: report NOT_SERVING and answer every new call
+        UNAVAILABLE ourselves while the listeners stay open; let the calls
+        already admitted finish; only then close the listeners.
 
-        Open session streams count as in flight: they are cancelled when the
-        grace period ends (their clients re-open the session elsewhere).
+        Closing the listeners with calls still being set up would leave them to
+        gRPC core, which answers CANCELLED, and clients do not retry that. Open
+        session streams are not waited for: they are cancelled when the grace
+        period ends (their clients re-open the session elsewhere).
         """
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        self.gate.close()
+        remaining = grace  # None: abort every call now, as grpc.Server.stop(None) does
+        if grace is not None:
+            started = time.monotonic()
+            self.gate.wait_quiet(LAME_DUCK_QUIET_SECONDS, grace)
+            remaining = max(grace - (time.monotonic() - started), LAME_DUCK_QUIET_SECONDS)
+        self.server.stop(remaining).wait()
         if self.sessions is not None:
             self.sessions.stop()
         for cleanup in reversed(self.cleanups):
@@ -146,6 +160,7 @@ def create_server(
     worker = worker or EngineWorker()
     cleanups: list[Callable[[], None]] = []
     store = store or _session_store(config, cleanups)
+    gate = logs.CallGate()
     sessions = SessionManager(
         store,
         worker,
@@ -156,7 +171,7 @@ def create_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.threads),
         interceptors=[
-            *logs.build_interceptors(),
+            *logs.build_interceptors(gate),
             *security.build_interceptors(config),
             *request_limits.build_interceptors(config.limits()),
         ],
@@ -191,4 +206,4 @@ def create_server(
     sessions.start_sweeper(config.sweep_interval())
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, worker, sessions, cleanups)
+    return RunningServer(server, port, health_servicer, worker, sessions, cleanups, gate)

@@ -179,6 +179,17 @@ def unauthenticated() -> grpc.Status:
     )
 
 
+REASON_SHUTTING_DOWN = "SHUTTING_DOWN"
+
+
+def shutting_down() -> grpc.Status:
+    return _status(
+        code_pb2.UNAVAILABLE,
+        "this server is shutting down; retry (another replica, or this address later)",
+        REASON_SHUTTING_DOWN,
+    )
+
+
 def malformed_request() -> grpc.Status:
     return _status(
         code_pb2.INVALID_ARGUMENT,

@@ -5,7 +5,12 @@ pool thread. Each log line written while serving the call carries it, and an
 error status that asks the caller to report a failure (`INTERNAL`) quotes the
 same id, so an operator can find the call's lines from a caller's report.
 
-`CallContextInterceptor` does three things around every handler:
+`CallContextInterceptor` does four things around every handler:
+
+- admits the call through the server's `CallGate`: once shutdown has begun
+  (lame duck), a new call is answered `UNAVAILABLE` at once by this server,
+  while the listeners stay open and the calls admitted before finish, so no
+  caller is left to gRPC core's `CANCELLED` (which clients do not retry);
 
 - sets the call's correlation id and method in a `contextvars.ContextVar` for
   exactly as long as the handler's own code runs (a streaming handler is
@@ -97,10 +102,70 @@ class RateLimitedLog:
         self._logger.warning("%s%s", self._message, suffix)
 
 
+class CallGate:
+    """Admits calls until shutdown begins; then refuses new ones, and tells
+    shutdown when the calls it admitted have finished and callers have stopped
+    arriving.
+
+    Session streams are admitted but not waited for: they are long-lived and
+    end when the grace period does.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._open = True
+        self._in_flight = 0
+        self._last_arrival = 0.0
+
+    def admit(self, waited_for: bool) -> bool:
+        with self._changed:
+            self._last_arrival = time.monotonic()
+            if not self._open:
+                return False
+            self._in_flight += waited_for
+            return True
+
+    def finished(self) -> None:
+        with self._changed:
+            self._in_flight -= 1
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self._open = False
+
+    def wait_quiet(self, quiet: float, timeout: float | None) -> bool:
+        """Wait until every admitted call (session streams aside) has finished and
+        no call has arrived for `quiet` seconds (callers told UNAVAILABLE have
+        gone elsewhere): a call arriving as the listeners close is left to gRPC
+        core, which answers CANCELLED. False when `timeout` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                calm = now - self._last_arrival
+                if self._in_flight == 0 and calm >= quiet:
+                    return True
+                if deadline is not None and now >= deadline:
+                    return False
+                wait = quiet - calm if self._in_flight == 0 else quiet
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                self._changed.wait(max(wait, 0.001))
+
+
+# Long-lived calls shutdown does not wait for (they end with the grace period).
+_NOT_WAITED_FOR = frozenset(
+    {"/cds.v1.DecisionSupportService/StreamSession", "/grpc.health.v1.Health/Watch"}
+)
+_UNGATED_PREFIX = "/grpc.health.v1.Health/"  # probes must see NOT_SERVING, not a refusal
+
+
 @dataclass(frozen=True)
 class CallInfo:
     correlation_id: str
     method: str
+    gate: CallGate | None = None  # to tell when a call shutdown waits for has finished
 
 
 _CALL: ContextVar[CallInfo | None] = ContextVar("cds_call", default=None)
@@ -206,6 +271,8 @@ def _code_name(context: grpc.ServicerContext, default: str) -> str:
 
 
 def _finished(call: CallInfo, code: str, started: float) -> None:
+    if call.gate is not None:
+        call.gate.finished()
     seconds = time.perf_counter() - started
     record_rpc(call.method.rsplit("/", 1)[-1], code, seconds)
     if code == "UNAUTHENTICATED":
@@ -233,11 +300,22 @@ def _failed(
     context.abort_with_status(errors.internal_error(call.correlation_id))
 
 
+def _admit(method: str, gate: CallGate | None, context: grpc.ServicerContext) -> CallInfo:
+    """The call's context; a call arriving once shutdown began is refused here."""
+    if gate is None or method.startswith(_UNGATED_PREFIX):
+        return CallInfo(new_correlation_id(), method)
+    waited_for = method not in _NOT_WAITED_FOR
+    if not gate.admit(waited_for):
+        record_rpc(method.rsplit("/", 1)[-1], "UNAVAILABLE", 0.0)
+        context.abort_with_status(errors.shutting_down())
+    return CallInfo(new_correlation_id(), method, gate if waited_for else None)
+
+
 def _wrap_unary(
-    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str
+    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str, gate: CallGate | None
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     def unary(request: Any, context: grpc.ServicerContext) -> Any:
-        call = CallInfo(new_correlation_id(), method)
+        call = _admit(method, gate, context)
         started = time.perf_counter()
         token = _CALL.set(call)
         try:
@@ -284,10 +362,12 @@ def _responses(
 
 
 def _wrap_streaming(
-    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str
+    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
+    method: str,
+    gate: CallGate | None,
 ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
     def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        call = CallInfo(new_correlation_id(), method)
+        call = _admit(method, gate, context)
         started = time.perf_counter()
         token = _CALL.set(call)
         try:
@@ -303,7 +383,11 @@ def _wrap_streaming(
 
 
 class CallContextInterceptor(grpc.ServerInterceptor):
-    """Correlation id, end-of-call log line and a last-resort INTERNAL for every RPC."""
+    """Admission, correlation id, end-of-call log line and a last-resort INTERNAL
+    for every RPC."""
+
+    def __init__(self, gate: CallGate | None = None) -> None:
+        self._gate = gate
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], handler_call_details: Any
@@ -311,15 +395,17 @@ class CallContextInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        method = method_name(handler_call_details.method)
+        method, gate = method_name(handler_call_details.method), self._gate
         if handler.unary_unary:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
+            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method, gate))
         if handler.stream_unary:
-            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, method))
+            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, method, gate))
         if handler.unary_stream:
-            return handler._replace(unary_stream=_wrap_streaming(handler.unary_stream, method))
-        return handler._replace(stream_stream=_wrap_streaming(handler.stream_stream, method))
+            return handler._replace(
+                unary_stream=_wrap_streaming(handler.unary_stream, method, gate)
+            )
+        return handler._replace(stream_stream=_wrap_streaming(handler.stream_stream, method, gate))
 
 
-def build_interceptors() -> list[grpc.ServerInterceptor]:
-    return [CallContextInterceptor()]
+def build_interceptors(gate: CallGate | None = None) -> list[grpc.ServerInterceptor]:
+    return [CallContextInterceptor(gate)]

@@ -454,3 +454,61 @@ def test_a_locked_session_database_is_unavailable_then_recovers(
     finally:
         running.stop(grace=0)
         store.close()
+
+
+def _evaluate_on(cds: CdsClient, answers: list[str], stop: threading.Event) -> None:
+    """Evaluate in a loop on a shared client (one channel) until the first call that
+    does not complete: that answer is what this caller acts on (retry, fail over)."""
+    facts = [*PATIENT, *(imaging(n) for n in range(10))]
+    while not stop.is_set():
+        try:
+            answers.append("complete" if complete(list(cds.evaluate(facts))) else "partial")
+        except CdsError as error:
+            answers.append(error.code)
+        if answers[-1] != "complete":
+            return
+
+
+def test_sigterm_never_cancels_a_call_on_one_busy_channel(tmp_path: Path) -> None:
+    """Issue 12: 16 threads calling Evaluate on one channel plus 4 session writers,
+    SIGTERM after 3 s: 7 of the 16 callers got CANCELLED, which clients do not
+    retry. Every call must complete or be refused UNAVAILABLE (lame duck)."""
+    db, port, grace = tmp_path / "sessions.db", free_port(), 5.0
+    target = f"127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    with log.open("wb") as stderr_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", "--port", str(port), "--session-db", str(db),
+             "--grace", str(grace)],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr_file,
+            start_new_session=True,
+        )  # fmt: skip
+    stop = threading.Event()
+    answers: list[list[str]] = [[] for _ in range(16)]
+    sessions = [SessionLoad() for _ in range(4)]
+    try:
+        wait_until_serving(target, process)
+        with CdsClient(target, timeout=10) as shared:
+            threads = [
+                *(threading.Thread(target=_evaluate_on, args=(shared, a, stop)) for a in answers),
+                *(threading.Thread(target=_session_load, args=(target, s, stop)) for s in sessions),
+            ]
+            for thread in threads:
+                thread.start()
+            time.sleep(3)
+            process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=grace + 15)
+            time.sleep(0.3)
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=15)
+    finally:
+        stop.set()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    assert returncode == 0, log.read_text()[-2000:]
+    assert all(per_thread[:-1] == ["complete"] * (len(per_thread) - 1) for per_thread in answers)
+    last = collections.Counter(per_thread[-1] for per_thread in answers)
+    assert last == {"UNAVAILABLE": 16}, last  # was: 7 of the 16 callers CANCELLED
+    assert {load.error for load in sessions} == {"UNAVAILABLE"}, [s.error for s in sessions]
