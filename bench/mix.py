@@ -79,3 +79,21 @@ def patient_mix(size: int = 2400, seed: int = SEED) -> list[Patient]:
         seen.add(key)
         mix.append(facts)
     return [_prefixed(index, facts) for index, facts in enumerate(mix)]
+
+
+def load_mix(codes_by_patient: list[list[str]], size: int = 400, seed: int = SEED) -> list[int]:
+    """Indexes into `patient_mix()` of `size` patients for load over gRPC (issue
+    12's "400 mixed patients, about 3 conclusions each"): for every conclusion
+    code the patient who has it with the most conclusions, then a seeded
+    sample of the patients with at least two conclusions, in seeded order.
+    `codes_by_patient[i]` is what the engine concludes for patient i."""
+    chooser = random.Random(seed)
+    chosen: dict[int, None] = {}
+    for code in sorted({code for codes in codes_by_patient for code in codes}):
+        having = [i for i, codes in enumerate(codes_by_patient) if code in codes]
+        chosen[max(having, key=lambda i: (len(codes_by_patient[i]), -i))] = None
+    rest = [i for i, codes in enumerate(codes_by_patient) if len(codes) >= 2 and i not in chosen]
+    chosen.update(dict.fromkeys(chooser.sample(rest, size - len(chosen))))
+    indexes = list(chosen)
+    chooser.shuffle(indexes)
+    return indexes
