@@ -31,6 +31,8 @@ from server.store import SessionStore, SqliteSessionStore
 
 log = logging.getLogger(__name__)
 
+# Threads kept for health checks beyond the calls' capacity and the watches.
+HEALTH_CHECK_THREADS = 4
 # Shutdown closes the listeners once no call has arrived for this long.
 LAME_DUCK_QUIET_SECONDS = 0.25
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionSupportService"].full_name
@@ -107,7 +109,7 @@ class RunningServer:
     worker: EngineWorker
     sessions: SessionManager | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
-    gate: logs.CallGate = field(default_factory=logs.CallGate)
+    gates: logs.Gates = field(default_factory=lambda: logs.Gates(logs.CallGate()))
 
     def stop(self, grace: float | None = None) -> None:
         """Lame duck, then stop: report NOT_SERVING and answer every new call
@@ -120,11 +122,11 @@ class RunningServer:
         period ends (their clients re-open the session elsewhere).
         """
         self.health.enter_graceful_shutdown()
-        self.gate.close()
+        self.gates.calls.close()
         remaining = grace  # None: abort every call now, as grpc.Server.stop(None) does
         if grace is not None:
             started = time.monotonic()
-            self.gate.wait_quiet(LAME_DUCK_QUIET_SECONDS, grace)
+            self.gates.calls.wait_quiet(LAME_DUCK_QUIET_SECONDS, grace)
             remaining = max(grace - (time.monotonic() - started), LAME_DUCK_QUIET_SECONDS)
         self.server.stop(remaining).wait()
         if self.sessions is not None:
@@ -160,7 +162,9 @@ def create_server(
     worker = worker or EngineWorker()
     cleanups: list[Callable[[], None]] = []
     store = store or _session_store(config, cleanups)
-    gate = logs.CallGate()
+    gates = logs.Gates(logs.CallGate(config.concurrent_rpcs()))
+    # Threads beyond the calls' own: health checks and watches always find one.
+    health_threads = logs.MAX_HEALTH_WATCHES + HEALTH_CHECK_THREADS
     sessions = SessionManager(
         store,
         worker,
@@ -169,9 +173,9 @@ def create_server(
         max_streams=config.session_streams(),
     )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.threads),
+        futures.ThreadPoolExecutor(max_workers=config.threads + health_threads),
         interceptors=[
-            *logs.build_interceptors(gate),
+            *logs.build_interceptors(gates),
             *security.build_interceptors(config),
             *request_limits.build_interceptors(config.limits()),
         ],
@@ -180,9 +184,8 @@ def create_server(
             ("grpc.so_reuseport", int(config.reuse_port)),
             ("grpc.max_receive_message_length", config.max_message_bytes),
         ],
-        # Past this many calls in flight, callers get RESOURCE_EXHAUSTED at once
-        # instead of waiting in an unbounded queue.
-        maximum_concurrent_rpcs=config.concurrent_rpcs(),
+        # The gates refuse first (health exempt); this only bounds gRPC's own queue.
+        maximum_concurrent_rpcs=config.concurrent_rpcs() + health_threads,
     )
     health_servicer = health.HealthServicer()
     for name in ("", SERVICE_NAME):
@@ -206,4 +209,4 @@ def create_server(
     sessions.start_sweeper(config.sweep_interval())
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, worker, sessions, cleanups, gate)
+    return RunningServer(server, port, health_servicer, worker, sessions, cleanups, gates)

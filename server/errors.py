@@ -180,6 +180,15 @@ def unauthenticated() -> grpc.Status:
 
 
 REASON_SHUTTING_DOWN = "SHUTTING_DOWN"
+REASON_OVERLOADED = "OVERLOADED"
+
+
+def overloaded() -> grpc.Status:
+    return _status(
+        code_pb2.RESOURCE_EXHAUSTED,
+        "this server is serving as many calls as it can; retry later",
+        REASON_OVERLOADED,
+    )
 
 
 def shutting_down() -> grpc.Status:

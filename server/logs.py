@@ -7,10 +7,12 @@ same id, so an operator can find the call's lines from a caller's report.
 
 `CallContextInterceptor` does four things around every handler:
 
-- admits the call through the server's `CallGate`: once shutdown has begun
-  (lame duck), a new call is answered `UNAVAILABLE` at once by this server,
-  while the listeners stay open and the calls admitted before finish, so no
-  caller is left to gRPC core's `CANCELLED` (which clients do not retry);
+- admits the call through the server's `CallGate`: past its capacity a call
+  is answered `RESOURCE_EXHAUSTED` at once; once shutdown has begun (lame
+  duck), `UNAVAILABLE`, while the listeners stay open and the calls admitted
+  before finish, so no caller is left to gRPC core's `CANCELLED` (which
+  clients do not retry). Health checks pass ungated and health watches have a
+  small gate of their own, so no load and no caller can starve the probes;
 
 - sets the call's correlation id and method in a `contextvars.ContextVar` for
   exactly as long as the handler's own code runs (a streaming handler is
@@ -36,6 +38,7 @@ message, whoever logs it.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -46,7 +49,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -102,37 +105,51 @@ class RateLimitedLog:
         self._logger.warning("%s%s", self._message, suffix)
 
 
-class CallGate:
-    """Admits calls until shutdown begins; then refuses new ones, and tells
-    shutdown when the calls it admitted have finished and callers have stopped
-    arriving.
+class Admission(enum.Enum):
+    ADMITTED = "admitted"
+    SHUTTING_DOWN = "shutting down"
+    FULL = "full"
 
-    Session streams are admitted but not waited for: they are long-lived and
-    end when the grace period does.
+
+class CallGate:
+    """Admits calls: at most `capacity` at once, and none once shutdown began.
+
+    It also tells shutdown when the calls it admitted have finished and callers
+    have stopped arriving. Session streams count against the capacity but are
+    not waited for: they are long-lived and end when the grace period does.
+    Health checks never pass through a gate (`CallContextInterceptor`), so a
+    server full of calls, or shutting down, still answers its probes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int | None = None, closes: bool = True) -> None:
         self._changed = threading.Condition()
+        self._capacity = capacity
+        self._closes = closes
         self._open = True
-        self._in_flight = 0
+        self._admitted = 0
+        self._in_flight = 0  # admitted calls shutdown waits for
         self._last_arrival = 0.0
 
-    def admit(self, waited_for: bool) -> bool:
+    def admit(self, waited_for: bool) -> Admission:
         with self._changed:
             self._last_arrival = time.monotonic()
             if not self._open:
-                return False
+                return Admission.SHUTTING_DOWN
+            if self._capacity is not None and self._admitted >= self._capacity:
+                return Admission.FULL
+            self._admitted += 1
             self._in_flight += waited_for
-            return True
+            return Admission.ADMITTED
 
-    def finished(self) -> None:
+    def finished(self, waited_for: bool) -> None:
         with self._changed:
-            self._in_flight -= 1
+            self._admitted -= 1
+            self._in_flight -= waited_for
             self._changed.notify_all()
 
     def close(self) -> None:
         with self._changed:
-            self._open = False
+            self._open = not self._closes
 
     def wait_quiet(self, quiet: float, timeout: float | None) -> bool:
         """Wait until every admitted call (session streams aside) has finished and
@@ -154,18 +171,30 @@ class CallGate:
                 self._changed.wait(max(wait, 0.001))
 
 
+@dataclass(frozen=True)
+class Gates:
+    """The server's gates: calls, and health watches (capped, never closed, so
+    probes see NOT_SERVING during shutdown; health checks are not gated)."""
+
+    calls: CallGate
+    health_watches: CallGate = field(
+        default_factory=lambda: CallGate(MAX_HEALTH_WATCHES, closes=False)
+    )
+
+
+MAX_HEALTH_WATCHES = 4  # per process: a watcher needs one; anyone may open them
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 # Long-lived calls shutdown does not wait for (they end with the grace period).
-_NOT_WAITED_FOR = frozenset(
-    {"/cds.v1.DecisionSupportService/StreamSession", "/grpc.health.v1.Health/Watch"}
-)
-_UNGATED_PREFIX = "/grpc.health.v1.Health/"  # probes must see NOT_SERVING, not a refusal
+_NOT_WAITED_FOR = frozenset({"/cds.v1.DecisionSupportService/StreamSession", HEALTH_WATCH})
 
 
 @dataclass(frozen=True)
 class CallInfo:
     correlation_id: str
     method: str
-    gate: CallGate | None = None  # to tell when a call shutdown waits for has finished
+    gate: CallGate | None = None  # the gate that admitted the call, told when it ends
+    waited_for: bool = False
 
 
 _CALL: ContextVar[CallInfo | None] = ContextVar("cds_call", default=None)
@@ -272,7 +301,7 @@ def _code_name(context: grpc.ServicerContext, default: str) -> str:
 
 def _finished(call: CallInfo, code: str, started: float) -> None:
     if call.gate is not None:
-        call.gate.finished()
+        call.gate.finished(call.waited_for)
     seconds = time.perf_counter() - started
     record_rpc(call.method.rsplit("/", 1)[-1], code, seconds)
     if code == "UNAUTHENTICATED":
@@ -300,19 +329,25 @@ def _failed(
     context.abort_with_status(errors.internal_error(call.correlation_id))
 
 
-def _admit(method: str, gate: CallGate | None, context: grpc.ServicerContext) -> CallInfo:
-    """The call's context; a call arriving once shutdown began is refused here."""
-    if gate is None or method.startswith(_UNGATED_PREFIX):
+def _admit(method: str, gates: Gates | None, context: grpc.ServicerContext) -> CallInfo:
+    """The call's context, once a gate admitted it: a call arriving once shutdown
+    began is refused UNAVAILABLE, one past the capacity RESOURCE_EXHAUSTED."""
+    if gates is None or method == HEALTH_CHECK:
         return CallInfo(new_correlation_id(), method)
+    gate = gates.health_watches if method == HEALTH_WATCH else gates.calls
     waited_for = method not in _NOT_WAITED_FOR
-    if not gate.admit(waited_for):
-        record_rpc(method.rsplit("/", 1)[-1], "UNAVAILABLE", 0.0)
-        context.abort_with_status(errors.shutting_down())
-    return CallInfo(new_correlation_id(), method, gate if waited_for else None)
+    admission = gate.admit(waited_for)
+    if admission is not Admission.ADMITTED:
+        refusal = (
+            errors.shutting_down() if admission is Admission.SHUTTING_DOWN else errors.overloaded()
+        )
+        record_rpc(method.rsplit("/", 1)[-1], refusal.code.name, 0.0)
+        context.abort_with_status(refusal)
+    return CallInfo(new_correlation_id(), method, gate, waited_for)
 
 
 def _wrap_unary(
-    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str, gate: CallGate | None
+    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str, gate: Gates | None
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     def unary(request: Any, context: grpc.ServicerContext) -> Any:
         call = _admit(method, gate, context)
@@ -364,7 +399,7 @@ def _responses(
 def _wrap_streaming(
     behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
     method: str,
-    gate: CallGate | None,
+    gate: Gates | None,
 ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
     def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         call = _admit(method, gate, context)
@@ -386,8 +421,8 @@ class CallContextInterceptor(grpc.ServerInterceptor):
     """Admission, correlation id, end-of-call log line and a last-resort INTERNAL
     for every RPC."""
 
-    def __init__(self, gate: CallGate | None = None) -> None:
-        self._gate = gate
+    def __init__(self, gates: Gates | None = None) -> None:
+        self._gate = gates
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], handler_call_details: Any
@@ -407,5 +442,5 @@ class CallContextInterceptor(grpc.ServerInterceptor):
         return handler._replace(stream_stream=_wrap_streaming(handler.stream_stream, method, gate))
 
 
-def build_interceptors(gate: CallGate | None = None) -> list[grpc.ServerInterceptor]:
-    return [CallContextInterceptor(gate)]
+def build_interceptors(gates: Gates | None = None) -> list[grpc.ServerInterceptor]:
+    return [CallContextInterceptor(gates)]

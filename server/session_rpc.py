@@ -16,6 +16,7 @@ relies on HTTP/2 keepalive (see `server.app`) to notice dead peers.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -40,6 +41,9 @@ from server.sessions import (
 from server.store import StoreError
 
 log = logging.getLogger(__name__)
+
+# How long an accepted session stream may take to send `open`.
+OPEN_TIMEOUT_SECONDS = 10.0
 
 _CHANGE_TYPES = {kind: pb.ChangeType.Value(f"CHANGE_TYPE_{kind.value}") for kind in ChangeType}
 
@@ -94,19 +98,35 @@ def stream_session(
     def should_stop() -> bool:
         return not context.is_active()
 
-    requests = iter(request_iterator)
     try:
-        first = next(requests, None)
-    except grpc.RpcError:
-        return  # the client went away before opening
-    if first is None or first.WhichOneof("action") != "open":
-        errors.abort(context, errors.open_required())
+        sessions.accept()  # counted from now: an unopened stream holds a thread too
+    except TooManyStreams as error:
+        _fail(context, "session accept", error)
+    opened = False
     try:
-        snapshot = sessions.open(first.open.session_id, should_stop)
-    except EvaluationCancelled:
-        return
-    except Exception as error:
-        _fail(context, "session open", error)
+        requests = iter(request_iterator)
+        # A caller that never sends `open` is cut off rather than holding a thread.
+        cut_off = threading.Timer(OPEN_TIMEOUT_SECONDS, context.cancel)
+        cut_off.daemon = True
+        cut_off.start()
+        try:
+            first = next(requests, None)
+        except grpc.RpcError:
+            return  # the client went away (or was cut off) before opening
+        finally:
+            cut_off.cancel()
+        if first is None or first.WhichOneof("action") != "open":
+            errors.abort(context, errors.open_required())
+        opened = True  # from here `open` owns the count, released or ended on failure
+        try:
+            snapshot = sessions.open(first.open.session_id, should_stop, accepted=True)
+        except EvaluationCancelled:
+            return
+        except Exception as error:
+            _fail(context, "session open", error)
+    finally:
+        if not opened:
+            sessions.abandon()
     session_id = snapshot.session_id
     try:
         yield pb.StreamSessionResponse(

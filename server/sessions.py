@@ -280,12 +280,15 @@ def _fact_in(fact: StoredFact) -> FactIn:
 
 
 class _Registry:
-    """Per-process bookkeeping: a lock per session id, and which sessions are streaming."""
+    """Per-process bookkeeping: a lock per session id, which sessions are
+    streaming, and streams accepted that have not opened a session yet (they
+    count against the limit too: each holds a server thread)."""
 
     def __init__(self, max_streams: int) -> None:
         self._mutex = threading.Lock()
         self._locks: dict[str, tuple[threading.Lock, int]] = {}
         self._streams: Counter[str] = Counter()
+        self._unopened = 0
         self._max_streams = max_streams
 
     @contextmanager
@@ -304,12 +307,31 @@ class _Registry:
                 else:
                     self._locks[session_id] = (lock, users - 1)
 
-    def add_stream(self, session_id: str) -> None:
+    def accept_stream(self) -> None:
+        """Count a stream from the moment it is accepted, before it opens a session."""
         with self._mutex:
-            if self._streams.total() >= self._max_streams:
+            if self._streams.total() + self._unopened >= self._max_streams:
+                raise TooManyStreams(self._max_streams)
+            self._unopened += 1
+        session_streams_changed(+1)
+
+    def unaccept_stream(self) -> None:
+        """An accepted stream ended before opening a session."""
+        with self._mutex:
+            self._unopened -= 1
+        session_streams_changed(-1)
+
+    def add_stream(self, session_id: str, accepted: bool) -> None:
+        """A stream opened `session_id`: one counted since it was accepted, or a
+        new one (counted now, within the limit)."""
+        with self._mutex:
+            if accepted:
+                self._unopened -= 1
+            elif self._streams.total() + self._unopened >= self._max_streams:
                 raise TooManyStreams(self._max_streams)
             self._streams[session_id] += 1
-        session_streams_changed(+1)
+        if not accepted:
+            session_streams_changed(+1)
 
     def remove_stream(self, session_id: str) -> None:
         with self._mutex:
@@ -351,17 +373,32 @@ class SessionManager:
 
     # -- streams ---------------------------------------------------------------
 
-    def open(self, session_id: str, should_stop: Callable[[], bool]) -> Snapshot:
-        """Create a session (empty id) or resume one; count it as streaming.
+    def accept(self) -> None:
+        """A stream arrived: count it now (raises `TooManyStreams`). It must
+        then either `open` a session, or end with `abandon`."""
+        self._registry.accept_stream()
 
-        Every successful `open` must be paired with one `release`.
+    def abandon(self) -> None:
+        """An accepted stream ended without a session open."""
+        self._registry.unaccept_stream()
+
+    def open(
+        self, session_id: str, should_stop: Callable[[], bool], *, accepted: bool = False
+    ) -> Snapshot:
+        """Create a session (empty id) or resume one, counting it as streaming
+        (`accepted`: the stream was counted by `accept` already).
+
+        A successful `open` must be paired with one `release`; a failed one
+        ends the stream's count, as `abandon` does.
         """
         created = not session_id
         if created:
             session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
         elif not SESSION_ID_PATTERN.fullmatch(session_id):
+            if accepted:
+                self.abandon()
             raise SessionNotFound()  # no lookup, and no hint that the format was wrong
-        self._registry.add_stream(session_id)
+        self._registry.add_stream(session_id, accepted)
         try:
             now = self._clock()
             if created:

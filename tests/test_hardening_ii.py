@@ -294,3 +294,88 @@ def test_pem_shaped_garbage_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "not a valid certificate chain and matching private key" in result.stderr
+
+
+def test_anyone_without_a_token_cannot_starve_health_or_callers(tmp_path: Path) -> None:
+    """Item 1: 64 open health watches (health needs no token) took every thread
+    and concurrency slot: health checks and authenticated calls then got
+    RESOURCE_EXHAUSTED, and an orchestrator would restart a healthy server."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with server(tmp_path) as running, grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+        watches = [
+            health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(), timeout=30)
+            for _ in range(64)
+        ]
+        never = threading.Event()
+
+        def silent_requests() -> Iterator[bytes]:
+            never.wait(30)
+            yield b""
+
+        unread = ch.stream_stream(
+            "/cds.v1.DecisionSupportService/GetKnowledgeBase",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        half_open = [unread(silent_requests(), timeout=30) for _ in range(70)]
+        time.sleep(1.5)
+        probe = grpc.insecure_channel(
+            f"127.0.0.1:{running.port}", options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        with probe:
+            answer = health_pb2_grpc.HealthStub(probe).Check(
+                health_pb2.HealthCheckRequest(), timeout=3
+            )
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        assert "dx.cervicogenic_headache_supported" in evaluate(running.port)
+        never.set()
+        refused = 0
+        for watch in watches:
+            try:
+                next(watch)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                refused += 1
+            finally:
+                watch.cancel()
+        assert refused >= 64 - 8, "the watches have a small cap of their own"
+        for call in half_open:
+            call.cancel()
+
+
+def test_session_streams_count_from_acceptance_and_silent_ones_are_cut_off(
+    tmp_path: Path,
+) -> None:
+    """Item 1: with a token, a StreamSession that never sent `open` held a thread
+    without counting against the stream limit, for as long as it liked."""
+    from cds.v1 import decision_support_pb2 as pb
+    from cds.v1 import decision_support_pb2_grpc as pb_grpc
+
+    with server(tmp_path, "--max-session-streams", "2") as running:
+        metadata = (("authorization", f"Bearer {TOKEN}"),)
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            stub = pb_grpc.DecisionSupportServiceStub(ch)
+            never = threading.Event()
+
+            def silence() -> Iterator[pb.StreamSessionRequest]:
+                never.wait(60)
+                yield pb.StreamSessionRequest()
+
+            silent = [stub.StreamSession(silence(), metadata=metadata) for _ in range(2)]
+            time.sleep(1.0)
+            opening = stub.StreamSession(
+                iter([pb.StreamSessionRequest(open=pb.OpenSession())]), metadata=metadata
+            )
+            with pytest.raises(grpc.RpcError) as full:
+                next(opening)
+            assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            started = time.monotonic()
+            for call in silent:  # cut off by the server after its open timeout
+                with pytest.raises(grpc.RpcError):
+                    next(call)
+            assert time.monotonic() - started < 15
+            never.set()
+        target = f"127.0.0.1:{running.port}"
+        with CdsClient(target, timeout=10, token=TOKEN) as cds, cds.session() as session:
+            assert session.version == 0  # the slots are free again
