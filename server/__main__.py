@@ -40,8 +40,9 @@ def main() -> None:
     parser.add_argument(
         "--session-db",
         default=f"./{DEFAULT_SESSION_DB}",
-        metavar="PATH",
-        help="SQLite file for sessions, created with its folder (default: %(default)s)",
+        metavar="PATH|URL",
+        help="SQLite file for sessions, created with its folder, or a postgresql:// URL"
+        " of an existing database shared by replicas (default: %(default)s)",
     )
     parser.add_argument(
         "--session-ttl",

@@ -27,7 +27,7 @@ from server.engine import EngineWorker
 from server.resilient_store import ReopeningSessionStore
 from server.service import DecisionSupportService
 from server.sessions import DEFAULT_TTL_SECONDS, SessionManager
-from server.store import SessionStore, SqliteSessionStore
+from server.store import SessionStore, SqliteSessionStore, is_postgres_url
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,13 @@ class RunningServer:
 
 
 def _session_store(config: ServerConfig, cleanups: list[Callable[[], None]]) -> SessionStore:
-    if config.session_db is not None:
+    if config.session_db is not None and is_postgres_url(config.session_db):
+        # Imported here so SQLite-only installs never load psycopg. Unreachable at
+        # start-up: session calls answer UNAVAILABLE until the database is back.
+        from server.store_postgres import PostgresSessionStore
+
+        store: SessionStore = PostgresSessionStore(config.session_db)
+    elif config.session_db is not None:
         # A database that cannot be opened fails session calls, not the server.
         store = ReopeningSessionStore(config.session_db, create=config.create_session_db)
     else:

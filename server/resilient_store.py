@@ -226,6 +226,9 @@ class ReopeningSessionStore:
     ) -> bool:
         return self._call(lambda store: store.record_conclusions(session_id, version, conclusions))
 
+    def version_of(self, session_id: str) -> int | None:
+        return self._call(lambda store: store.version_of(session_id))
+
     def touch(self, session_ids: Collection[str], now: float) -> None:
         if session_ids:
             self._call(lambda store: store.touch(session_ids, now))

@@ -12,9 +12,18 @@ one JSON document it never reads.
 A snapshot belongs to one version of the session: `commit` writes it in the
 same transaction as the facts, `record_conclusions` only while the session is
 still at the version it names, and a snapshot left behind at an older version
-(a commit that wrote none) is never returned. Database files created before
-snapshots existed gain the columns on open (`ALTER TABLE`); their sessions
-simply have no snapshot until they next report one.
+(a commit that wrote none) is never returned. Sessions stored before
+snapshots existed simply have none until they next report one.
+
+The schema is versioned (`server.migrations`): opening a file applies the
+migrations it lacks (server/migrations/sqlite), recorded in its
+`schema_migrations` table, in one write transaction. A file made before
+migrations existed has no such table; its version is read off its tables (the
+first release's: 1; with the conclusions columns: 2), recorded, and the rest
+applied, so every older file keeps working.
+
+`version_of` reads only the version (for a watcher). `session_ids`, `export`
+and `import_session` copy whole sessions between stores (`server.sessions_copy`).
 
 Concurrency is optimistic and lives in the database, not in this process:
 `commit` applies a batch only if the session is still at the version the
@@ -68,8 +77,11 @@ import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
+
+from server import migrations
 
 log = logging.getLogger(__name__)
 
@@ -90,34 +102,23 @@ GONE = "the database file was deleted or replaced while the server was using it"
 CHECKPOINT_ATTEMPTS = 20
 CHECKPOINT_RETRY_SECONDS = 0.01
 
-# `conclusions*`: what the session last reported (see `StoredConclusions`), all
-# NULL for none. Files made before these columns existed get them from _COLUMNS.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    last_active REAL NOT NULL,
-    conclusions TEXT,
-    conclusions_version INTEGER,
-    conclusions_kb_version TEXT
-);
-CREATE INDEX IF NOT EXISTS sessions_by_last_active ON sessions (last_active);
-CREATE TABLE IF NOT EXISTS facts (
-    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-    fact_id TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    fields TEXT NOT NULL,
-    PRIMARY KEY (session_id, fact_id)
-);
-"""
-# Columns added after the first release: (table, column, declaration), in order.
-_COLUMNS = (
-    ("sessions", "conclusions", "TEXT"),
-    ("sessions", "conclusions_version", "INTEGER"),
-    ("sessions", "conclusions_kb_version", "TEXT"),
+# The schema lives in versioned files (server/migrations/sqlite), applied by
+# `SqliteSessionStore._migrate`. A file made before those existed has no
+# `schema_migrations` table: its schema version is read off its tables.
+_LEGACY_SNAPSHOT_COLUMNS = ("conclusions", "conclusions_version", "conclusions_kb_version")
+_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at REAL NOT NULL
 )
+"""
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(location: str | os.PathLike[str]) -> bool:
+    """Whether `--session-db` names a PostgreSQL database rather than a SQLite file."""
+    return str(location).startswith(URL_SCHEMES)
 
 
 class StoreError(Exception):
@@ -133,6 +134,12 @@ class StoreUnusable(StoreError):
         super().__init__(f"session database {path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached, or dropped the connection during the
+    operation (PostgreSQL). Nothing is acknowledged; the store keeps trying to
+    reconnect on its own, so later calls succeed once the server is back."""
 
 
 class SessionMissing(StoreError):
@@ -180,6 +187,48 @@ class StoredSession:
     conclusions: StoredConclusions | None = None
 
 
+@dataclass(frozen=True)
+class SessionRecord:
+    """A whole session as stored, for copying it between stores (`server.sessions_copy`).
+
+    `conclusions` is the snapshot of `version` (None when there is none).
+    """
+
+    id: str
+    version: int
+    created_at: float
+    last_active: float
+    facts: tuple[StoredFact, ...]
+    conclusions: StoredConclusions | None
+
+
+class ImportOutcome(StrEnum):
+    """What `import_session` did with a record."""
+
+    COPIED = "copied"  # the target had no such session
+    REPLACED = "replaced"  # the target had it at a lower version
+    UNCHANGED = "unchanged"  # the target had it at this version, with the same facts
+    NEWER_AT_TARGET = "newer at target"  # left alone: the target moved on
+    CONFLICT = "conflict"  # same version, other facts or report: left alone
+
+
+def import_outcome(current: SessionRecord | None, record: SessionRecord) -> ImportOutcome:
+    """What importing `record` over `current` (the target's copy) should do.
+
+    The version decides: a higher one wins, an equal one with the same facts
+    and report is the same session, an equal one with others has diverged.
+    Timestamps do not count (opening a session moves `last_active`).
+    """
+    if current is None:
+        return ImportOutcome.COPIED
+    if current.version > record.version:
+        return ImportOutcome.NEWER_AT_TARGET
+    if current.version < record.version:
+        return ImportOutcome.REPLACED
+    same = (current.facts, current.conclusions) == (record.facts, record.conclusions)
+    return ImportOutcome.UNCHANGED if same else ImportOutcome.CONFLICT
+
+
 class SessionStore(Protocol):
     """What the session service needs from a database.
 
@@ -224,6 +273,13 @@ class SessionStore(Protocol):
         Does not change the version (it counts batches). False, and nothing
         written, when the session moved on or no longer exists: whoever moved
         it stored its own snapshot.
+        """
+
+    def version_of(self, session_id: str) -> int | None:
+        """The session's version now, None if it does not exist; one cheap read.
+
+        Does not mark the session active: a watcher polls or checks with it
+        without keeping the session from expiring.
         """
 
     def touch(self, session_ids: Collection[str], now: float) -> None:
@@ -298,6 +354,9 @@ class SqliteSessionStore:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        if is_postgres_url(path):
+            # Never a file named after a URL (`server.store_postgres` serves those).
+            raise StoreError("the session database is a PostgreSQL URL, not a SQLite file")
         self.path = Path(path)
         self._file = self.path.absolute()
         # mode=rw: SQLite opens the file, never creates it (see `_prepare_file`).
@@ -312,8 +371,6 @@ class SqliteSessionStore:
         self._check_writable()
         self._identity[""] = self._stat("")
         try:
-            with self._connection() as db:
-                db.executescript(_SCHEMA)
             self._migrate()
             # One connection stays open from here on, so SQLite keeps these files.
             for suffix in _FILES[1:]:
@@ -332,29 +389,99 @@ class SqliteSessionStore:
             )
 
     def _migrate(self) -> None:
-        """Add the columns a database file made by an older release lacks.
+        """Bring the file's schema up to date (server/migrations/sqlite).
 
-        Checked again inside one write transaction, so processes opening an
-        old file together add each column exactly once.
+        The pending migrations and their `schema_migrations` records are applied
+        in one write transaction, and the version is read again inside it, so
+        processes opening a file together apply each migration exactly once,
+        and a failure leaves the file as it was. A file made before migrations
+        existed is recognised by its tables (see `_schema_version`).
         """
+        known = migrations.load("sqlite")
         with self._connection() as db:
-            if not self._missing_columns(db):
-                return
+            recorded = self._recorded(db)
+        if recorded and recorded[-1] >= len(known):
+            self._warn_if_newer(recorded[-1], len(known))
+            return
         with self._write() as db:
-            missing = self._missing_columns(db)
-            for table, column, declaration in missing:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-        if missing:
-            log.info("session database %s: added %d column(s)", self.path, len(missing))
+            current = self._schema_version(db)
+            recorded = self._recorded(db)
+            db.execute(_MIGRATIONS_TABLE)
+            now = time.time()
+            # A file older than the migrations: record what it already has.
+            for migration in known[len(recorded) : current]:
+                db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, now),
+                )
+            pending = known[current:]
+            for migration in pending:
+                for statement in migrations.sqlite_statements(migration.sql):
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, now),
+                )
+        if current > len(recorded):
+            log.info(
+                "session database %s: recognised schema version %d (made before migrations)",
+                self.path,
+                current,
+            )
+        if pending:
+            log.info(
+                "session database %s: schema version %d -> %d (%s)",
+                self.path,
+                current,
+                len(known),
+                ", ".join(migration.name for migration in pending),
+            )
+
+    def _warn_if_newer(self, current: int, known: int) -> None:
+        if current > known:
+            log.warning(
+                "session database %s has schema version %d; this release knows %d:"
+                " using it as it is",
+                self.path,
+                current,
+                known,
+            )
 
     @staticmethod
-    def _missing_columns(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
-        present: dict[str, set[str]] = {}
-        for table, _, _ in _COLUMNS:
-            if table not in present:
-                rows = db.execute(f"PRAGMA table_info({table})").fetchall()
-                present[table] = {row[1] for row in rows}
-        return [entry for entry in _COLUMNS if entry[1] not in present[entry[0]]]
+    def _recorded(db: sqlite3.Connection) -> list[int]:
+        """The versions `schema_migrations` records; [] when there is no such table."""
+        if not SqliteSessionStore._has_table(db, "schema_migrations"):
+            return []
+        rows = db.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+        return [int(version) for (version,) in rows]
+
+    @staticmethod
+    def _has_table(db: sqlite3.Connection, name: str) -> bool:
+        row = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
+
+    @staticmethod
+    def _schema_version(db: sqlite3.Connection) -> int:
+        """The schema version of the file: the highest recorded migration or, in a
+        file made before `schema_migrations` existed, what its tables show (no
+        tables: 0; the first release's: 1; with the conclusions columns: 2)."""
+        recorded = SqliteSessionStore._recorded(db)
+        if recorded:
+            return recorded[-1]
+        if not SqliteSessionStore._has_table(db, "sessions"):
+            return 0
+        columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)").fetchall()}
+        present = [name for name in _LEGACY_SNAPSHOT_COLUMNS if name in columns]
+        if not present:
+            return 1
+        if len(present) == len(_LEGACY_SNAPSHOT_COLUMNS):
+            return 2
+        raise StoreError(
+            "the session database has an unrecognised schema (some of the conclusions"
+            " columns, no schema_migrations table)"
+        )
 
     def _prepare_file(self, create: bool) -> None:
         """Create the folder and the file readable by this user only (health data).
@@ -561,6 +688,82 @@ class SqliteSessionStore:
                 return self._read(db, session_id)
             finally:
                 db.execute("COMMIT")
+
+    def version_of(self, session_id: str) -> int | None:
+        with self._connection() as db:
+            row = db.execute("SELECT version FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    # -- copying between stores (server.sessions_copy) -------------------------
+
+    def session_ids(self) -> list[str]:
+        """Every session's id, sorted."""
+        with self._connection() as db:
+            return [row[0] for row in db.execute("SELECT id FROM sessions ORDER BY id").fetchall()]
+
+    def export(self, session_id: str) -> SessionRecord | None:
+        """The whole session, read in one snapshot; None if it does not exist."""
+        with self._connection() as db:
+            db.execute("BEGIN")
+            try:
+                return self._record(db, session_id)
+            finally:
+                db.execute("COMMIT")
+
+    def _record(self, db: sqlite3.Connection, session_id: str) -> SessionRecord | None:
+        row = db.execute(
+            "SELECT created_at, last_active FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        state = self._read(db, session_id)
+        if row is None or state is None:
+            return None
+        created_at, last_active = row
+        return SessionRecord(
+            session_id,
+            state.version,
+            float(created_at),
+            float(last_active),
+            state.facts,
+            state.conclusions,
+        )
+
+    def import_session(self, record: SessionRecord) -> ImportOutcome:
+        """Store `record` unless this store has the session at its version or later
+        (see `import_outcome`); in one write transaction."""
+        with self._write() as db:
+            outcome = import_outcome(self._record(db, record.id), record)
+            if outcome not in (ImportOutcome.COPIED, ImportOutcome.REPLACED):
+                return outcome
+            document, kb_version, at = _columns(record.conclusions, record.version)
+            db.execute("DELETE FROM facts WHERE session_id = ?", (record.id,))
+            db.execute(
+                "INSERT INTO sessions (id, version, created_at, last_active,"
+                " conclusions, conclusions_version, conclusions_kb_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version,"
+                " created_at = excluded.created_at, last_active = excluded.last_active,"
+                " conclusions = excluded.conclusions,"
+                " conclusions_version = excluded.conclusions_version,"
+                " conclusions_kb_version = excluded.conclusions_kb_version",
+                (
+                    record.id,
+                    record.version,
+                    record.created_at,
+                    record.last_active,
+                    document,
+                    at,
+                    kb_version,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO facts (session_id, fact_id, position, type, fields)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (record.id, fact.id, position, fact.type, _dumps(fact.fields))
+                    for position, fact in enumerate(record.facts)
+                ],
+            )
+        return outcome
 
     @staticmethod
     def _read(db: sqlite3.Connection, session_id: str) -> StoredSession | None:

@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
 from server.app import ServerConfig, create_server
 from server.defaults import LOOPBACK
-from server.store import SqliteSessionStore, StoreError
+from server.store import SqliteSessionStore, StoreError, is_postgres_url
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def supervise(
 
 def _run_workers(config: ServerConfig, workers: int, stopping: threading.Event) -> int:
     """Keep `workers` workers serving until `stopping`; then drain them."""
-    if config.session_db is not None:
+    if config.session_db is not None and not is_postgres_url(config.session_db):
         _create_session_db(config.session_db)
         config = replace(config, create_session_db=False)
     with reserve_port(config.host, config.port) as port:

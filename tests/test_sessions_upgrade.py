@@ -37,6 +37,7 @@ from server.app import RunningServer, ServerConfig, create_server
 from server.engine import EngineWorker
 from server.sessions import Batch, SessionManager, conclusions_from_json, conclusions_to_json
 from server.store import SqliteSessionStore, StoredConclusions, StoredFact, StoredSession
+from tests.conftest import StoreFactory
 from tests.patients import EXAM, HEADACHE
 from tests.test_sessions import PATIENT, RawStream, applied, changes, evaluated, imaging
 
@@ -435,8 +436,18 @@ def test_processes_opening_an_old_file_together_add_each_column_once(tmp_path: P
 # ---------------------------------------------------------------- the store
 
 
-def test_store_keeps_the_report_of_the_current_version_only(tmp_path: Path) -> None:
-    store = SqliteSessionStore(tmp_path / "s.db")
+def raw_sql(factory: StoreFactory, statement: str) -> None:
+    """One statement on the factory's database, behind the stores' backs."""
+    if factory.kind == "sqlite":  # type: ignore[attr-defined]
+        sql(Path(factory.location), statement)  # type: ignore[attr-defined]
+    else:
+        from tests import postgres
+
+        postgres.query(factory.location, statement)  # type: ignore[attr-defined]
+
+
+def test_store_keeps_the_report_of_the_current_version_only(store_factory: StoreFactory) -> None:
+    store = store_factory()
     first, second = StoredConclusions("1.0.0", '["first"]'), StoredConclusions("2.0.0", '["2nd"]')
     try:
         store.create("s1", now=1.0, conclusions=first)
@@ -458,7 +469,7 @@ def test_store_keeps_the_report_of_the_current_version_only(tmp_path: Path) -> N
         assert loaded is not None and loaded.conclusions is None
         # A report left behind by a writer that did not store one is not the session's.
         assert store.commit("s1", 2, [], [], now=5.0, conclusions=second) == 3
-        sql(tmp_path / "s.db", "UPDATE sessions SET version = version + 1 WHERE id = 's1'")
+        raw_sql(store_factory, "UPDATE sessions SET version = version + 1 WHERE id = 's1'")
         loaded = store.load("s1")
         assert loaded is not None and (loaded.version, loaded.conclusions) == (4, None)
     finally:
@@ -476,30 +487,36 @@ def test_conclusions_round_trip_through_json(
             conclusions_from_json(bad)
 
 
-class _RacingStore(SqliteSessionStore):
+class _RacingStore:
     """Another writer commits a batch right after this process reads the session."""
 
     racing = False
 
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
     def open(self, session_id: str, now: float) -> StoredSession | None:
-        state = super().open(session_id, now)
+        state = self._store.open(session_id, now)
         if self.racing and state is not None:
             self.racing = False
             report = StoredConclusions("9.9.9-other-writer", "[]")
-            self.commit(session_id, state.version, [], [], now, report)
+            self._store.commit(session_id, state.version, [], [], now, report)
         return state
 
 
 def test_refreshed_report_is_not_stored_over_a_newer_version(
-    tmp_path: Path,
+    store_factory: StoreFactory,
     engine: RulesEngine,
     upgraded: str,
     facts: list[dict[str, Any]],
 ) -> None:
     worker = EngineWorker()
     worker.wait_ready(60)
-    store = _RacingStore(tmp_path / "s.db")
-    manager = SessionManager(store, worker, max_facts=500)
+    store = _RacingStore(store_factory())
+    manager = SessionManager(store, worker, max_facts=500)  # type: ignore[arg-type]
     try:
         created = manager.open("", lambda: False)
         manager.release(created.session_id)
