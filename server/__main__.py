@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from kb.facts import MAX_FACTS_PER_REQUEST
 from server.defaults import (
     DEFAULT_GRACE_SECONDS,
+    DEFAULT_MAX_SESSIONS,
     DEFAULT_PORT,
     DEFAULT_SESSION_DB,
     DEFAULT_SESSION_TTL,
@@ -51,6 +52,16 @@ def main() -> None:
         help="erase sessions idle this long: 90s, 15m, 12h, 30d or seconds (default: 30d)",
     )
     parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=DEFAULT_MAX_SESSIONS,
+        metavar="N",
+        help="live sessions the session database may hold, all workers and replicas"
+        " together; past it a new session is RESOURCE_EXHAUSTED, resuming one never is"
+        " (default: %(default)s, far above a deployment's sessions within the TTL, yet a"
+        " bound on what one token can make the database hold)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=os.cpu_count() or 1,
@@ -80,6 +91,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.max_sessions < 1:
+        parser.error("--max-sessions must be at least 1")
     if args.metrics_port is not None:
         folder = _metrics_dir(args.metrics_dir)
         reason = _no_room(folder)
@@ -107,6 +120,7 @@ def main() -> None:
         grace_seconds=args.grace,
         session_db=args.session_db,
         session_ttl_seconds=session_ttl,
+        max_sessions=args.max_sessions,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         **_hardening_config(args),
     )

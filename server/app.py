@@ -22,8 +22,8 @@ from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from kb.facts import MAX_FACTS_PER_REQUEST
 from server import limits as request_limits
 from server import logs, security
-from server.defaults import LOOPBACK
-from server.engine import EngineWorker
+from server.defaults import DEFAULT_MAX_SESSIONS, LOOPBACK
+from server.engine import Engine, EngineWorker
 from server.resilient_store import ReopeningSessionStore
 from server.service import DecisionSupportService
 from server.sessions import DEFAULT_TTL_SECONDS, SessionManager
@@ -62,6 +62,10 @@ class ServerConfig:
     create_session_db: bool = True
     session_ttl_seconds: float = DEFAULT_TTL_SECONDS
     sweep_interval_seconds: float | None = None  # None: a tenth of the TTL, 1 s to 1 h
+    # Live sessions in the store, all workers and replicas sharing it together,
+    # past which opening a new one is RESOURCE_EXHAUSTED (SESSION_LIMIT); resuming
+    # is never refused.
+    max_sessions: int = DEFAULT_MAX_SESSIONS
     # Each open session stream holds a pool thread; keep some for other calls.
     max_session_streams: int | None = None  # None: three quarters of `threads`
     # Calls in flight (session streams included) before RESOURCE_EXHAUSTED.
@@ -106,7 +110,7 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
-    worker: EngineWorker
+    worker: Engine
     sessions: SessionManager | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     gates: logs.Gates = field(default_factory=lambda: logs.Gates(logs.CallGate()))
@@ -156,7 +160,7 @@ def _session_store(config: ServerConfig, cleanups: list[Callable[[], None]]) -> 
 
 def create_server(
     config: ServerConfig = ServerConfig(),
-    worker: EngineWorker | None = None,
+    worker: Engine | None = None,
     store: SessionStore | None = None,
 ) -> RunningServer:
     """Start serving on `config.host:config.port` (0 picks a free port).
@@ -177,6 +181,7 @@ def create_server(
         max_facts=config.max_facts,
         ttl_seconds=config.session_ttl_seconds,
         max_streams=config.session_streams(),
+        max_sessions=config.max_sessions,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.threads + health_threads),

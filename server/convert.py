@@ -10,6 +10,7 @@ from google.protobuf import struct_pb2
 
 import kb
 from cds.v1 import decision_support_pb2 as pb
+from kb.engine import EvaluationResult
 from kb.explain import ConditionResult, Explanation
 from kb.facts import FactIn, fact_schemas
 from kb.model import Conclusion, Kind, Urgency
@@ -59,6 +60,21 @@ def conclusion_to_proto(conclusion: Conclusion) -> pb.Conclusion:
             evidence_note=provenance.evidence_note,
             certainty=provenance.certainty.value,
         ),
+    )
+
+
+def conclusion_response(conclusion: Conclusion) -> pb.EvaluateResponse:
+    return pb.EvaluateResponse(conclusion=conclusion_to_proto(conclusion))
+
+
+def summary_response(result: EvaluationResult) -> pb.EvaluateResponse:
+    """`Evaluate`'s last message."""
+    return pb.EvaluateResponse(
+        summary=pb.EvaluationSummary(
+            conclusion_count=len(result.conclusions),
+            rules_fired=result.rules_fired,
+            knowledge_base_version=kb.VERSION,
+        )
     )
 
 

@@ -4,7 +4,9 @@ durable_rules must never see two threads at once (it is not thread-safe and
 keeps process-wide C state), while gRPC serves each call on a pool thread. So
 calls hand their facts to the engine thread and read back a per-call queue:
 conclusions arrive as each stage completes, which lets `Evaluate` stream them
-while the engine is still working. More cores mean more processes, not threads.
+while the engine is still working. More cores mean more processes, not threads:
+`server.engine_pool.EnginePool` offers the same interface (`Engine`) over
+engine processes.
 """
 
 from __future__ import annotations
@@ -14,17 +16,41 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from cds.v1 import decision_support_pb2 as pb
 from kb.engine import EngineFailure, EvaluationCancelled, EvaluationResult, RulesEngine
-from kb.facts import Fact
+from kb.explain import Explanation, explain
+from kb.facts import Fact, validate_facts
 from kb.model import Conclusion
+from server.convert import conclusion_response, facts_from_proto, summary_response
 from server.metrics import record_evaluation
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
 T = TypeVar("T")
+
+
+class Engine(Protocol):
+    """What the service and the sessions need of the rules: `EngineWorker` in
+    this process, or `EnginePool` over engine processes. Callable from any thread."""
+
+    def wait_ready(self, timeout: float | None = None) -> None: ...
+
+    def evaluate_request(
+        self, request: pb.EvaluateRequest, max_facts: int, should_stop: Callable[[], bool]
+    ) -> Iterator[pb.EvaluateResponse]:
+        """`Evaluate`'s answers; `InvalidFacts` before the first one."""
+        ...
+
+    def evaluate(
+        self, facts: Sequence[Fact], should_stop: Callable[[], bool]
+    ) -> Iterator[Conclusion | EvaluationResult]: ...
+
+    def explain(self, facts: Sequence[Fact], code: str) -> Explanation: ...
+
+    def stop(self, timeout: float | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -137,7 +163,21 @@ class EngineWorker:
                 return
             yield from item
 
-    def call(self, function: Callable[[RulesEngine], T]) -> T:
+    def evaluate_request(
+        self, request: pb.EvaluateRequest, max_facts: int, should_stop: Callable[[], bool]
+    ) -> Iterator[pb.EvaluateResponse]:
+        """Validated on the caller's thread, evaluated on the engine thread."""
+        facts = validate_facts(facts_from_proto(request.facts), max_facts)
+        for item in self.evaluate(facts, should_stop):
+            if isinstance(item, EvaluationResult):
+                yield summary_response(item)
+            else:
+                yield conclusion_response(item)
+
+    def explain(self, facts: Sequence[Fact], code: str) -> Explanation:
+        return self._call(lambda engine: explain(engine, facts, code))
+
+    def _call(self, function: Callable[[RulesEngine], T]) -> T:
         """Run `function(engine)` on the engine thread and return its result."""
         results: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._submit(_Call(function, results))

@@ -34,6 +34,7 @@ REASON_OPEN_REQUIRED = "OPEN_REQUIRED"
 REASON_UNEXPECTED_MESSAGE = "UNEXPECTED_MESSAGE"
 REASON_SESSION_STREAMS_EXHAUSTED = "SESSION_STREAMS_EXHAUSTED"
 REASON_SESSION_BUSY = "SESSION_BUSY"
+REASON_SESSION_LIMIT = "SESSION_LIMIT"
 REASON_STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
 
@@ -134,6 +135,17 @@ def too_many_streams(limit: int) -> grpc.Status:
         code_pb2.RESOURCE_EXHAUSTED,
         f"this server already serves {limit} session streams; retry later",
         REASON_SESSION_STREAMS_EXHAUSTED,
+    )
+
+
+def session_limit(limit: int) -> grpc.Status:
+    # Only a new session is refused: resuming one by id never is.
+    return _status(
+        code_pb2.RESOURCE_EXHAUSTED,
+        f"no new session: the session store already holds {limit} live sessions, the most"
+        " this service allows; resume an existing session, delete one (DeleteSession), or"
+        " retry once idle sessions expire",
+        REASON_SESSION_LIMIT,
     )
 
 

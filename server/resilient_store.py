@@ -27,6 +27,7 @@ mode of a file this process cannot write), never session contents.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from server.store import (
+    SessionLimitReached,
     SessionMissing,
     SqliteSessionStore,
     StaleVersion,
@@ -179,8 +181,8 @@ class ReopeningSessionStore:
         store = self._get()
         try:
             return operation(store)
-        except (SessionMissing, StaleVersion):
-            raise
+        except (SessionMissing, StaleVersion, SessionLimitReached):
+            raise  # answers about sessions, not failures of the database
         except StoreUnusable as error:
             self._lost(store, error)
             raise
@@ -198,9 +200,23 @@ class ReopeningSessionStore:
         log.error("session database %s: %s", self.path, reason)
 
     def create(
-        self, session_id: str, now: float, conclusions: StoredConclusions | None = None
+        self,
+        session_id: str,
+        now: float,
+        conclusions: StoredConclusions | None = None,
+        *,
+        max_sessions: int | None = None,
+        idle_before: float = -math.inf,
     ) -> None:
-        self._call(lambda store: store.create(session_id, now, conclusions))
+        self._call(
+            lambda store: store.create(
+                session_id,
+                now,
+                conclusions,
+                max_sessions=max_sessions,
+                idle_before=idle_before,
+            )
+        )
 
     def open(self, session_id: str, now: float) -> StoredSession | None:
         return self._call(lambda store: store.open(session_id, now))

@@ -1,7 +1,9 @@
 """The servicer: maps the knowledge base to `cds.v1.DecisionSupportService`.
 
-Validation and conversion run on the gRPC pool thread; rules run on the engine
-thread (`EngineWorker`). Nothing here decides anything clinical.
+Rules run on the `Engine`: the engine thread of this process (`EngineWorker`,
+validation and conversion on the gRPC pool thread), or engine processes
+(`EnginePool`, which validate and convert there too). Nothing here decides
+anything clinical.
 """
 
 from __future__ import annotations
@@ -12,21 +14,14 @@ from typing import Any, NoReturn
 
 import grpc
 
-import kb
 from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from kb.catalogue import CATALOGUE
-from kb.engine import EvaluationCancelled, EvaluationResult
-from kb.explain import explain
+from kb.engine import EvaluationCancelled
 from kb.facts import MAX_FACTS_PER_REQUEST, Fact, InvalidFacts, validate_facts
 from server import errors, logs
-from server.convert import (
-    conclusion_to_proto,
-    explanation_to_proto,
-    facts_from_proto,
-    knowledge_base_to_proto,
-)
-from server.engine import EngineWorker
+from server.convert import explanation_to_proto, facts_from_proto, knowledge_base_to_proto
+from server.engine import Engine
 from server.session_rpc import delete_session, stream_session
 from server.sessions import SessionManager
 
@@ -38,20 +33,24 @@ def _engine_failed(context: grpc.ServicerContext, method: str, error: Exception)
     errors.abort(context, errors.engine_failure(logs.report_failure(method, error)))
 
 
+def _rejected(context: grpc.ServicerContext, method: str, error: InvalidFacts) -> NoReturn:
+    log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
+    errors.abort(context, errors.invalid_facts(error))
+
+
 def _validated(
     context: grpc.ServicerContext, method: str, facts: Any, max_facts: int
 ) -> list[Fact]:
     try:
         return validate_facts(facts_from_proto(facts), max_facts)
     except InvalidFacts as error:
-        log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
-        errors.abort(context, errors.invalid_facts(error))
+        _rejected(context, method, error)
 
 
 class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
     def __init__(
         self,
-        worker: EngineWorker,
+        worker: Engine,
         max_facts: int = MAX_FACTS_PER_REQUEST,
         sessions: SessionManager | None = None,
     ) -> None:
@@ -63,19 +62,12 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
     def Evaluate(
         self, request: pb.EvaluateRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.EvaluateResponse]:
-        facts = _validated(context, "evaluate", request.facts, self._max_facts)
         try:
-            for item in self._worker.evaluate(facts, should_stop=lambda: not context.is_active()):
-                if isinstance(item, EvaluationResult):
-                    yield pb.EvaluateResponse(
-                        summary=pb.EvaluationSummary(
-                            conclusion_count=len(item.conclusions),
-                            rules_fired=item.rules_fired,
-                            knowledge_base_version=kb.VERSION,
-                        )
-                    )
-                else:
-                    yield pb.EvaluateResponse(conclusion=conclusion_to_proto(item))
+            yield from self._worker.evaluate_request(
+                request, self._max_facts, lambda: not context.is_active()
+            )
+        except InvalidFacts as error:  # raised before the first message: nothing was sent
+            _rejected(context, "evaluate", error)
         except EvaluationCancelled:
             log.info("evaluate stopped: call cancelled or deadline passed")
         except Exception as error:
@@ -88,7 +80,7 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
             errors.abort(context, errors.unknown_code())
         facts = _validated(context, "explain", request.facts, self._max_facts)
         try:
-            explanation = self._worker.call(lambda engine: explain(engine, facts, request.code))
+            explanation = self._worker.explain(facts, request.code)
         except Exception as error:
             _engine_failed(context, "explain", error)
         return explanation_to_proto(explanation)

@@ -35,6 +35,7 @@ from server.sessions import (
     Contention,
     SessionManager,
     SessionNotFound,
+    TooManySessions,
     TooManyStreams,
     tag,
 )
@@ -54,6 +55,8 @@ def _fail(context: grpc.ServicerContext, what: str, error: Exception) -> NoRetur
         errors.abort(context, errors.session_not_found())
     if isinstance(error, TooManyStreams):
         errors.abort(context, errors.too_many_streams(error.args[0]))
+    if isinstance(error, TooManySessions):
+        errors.abort(context, errors.session_limit(error.args[0]))
     if isinstance(error, Contention):
         errors.abort(context, errors.session_busy())
     correlation_id = logs.report_failure(what, error)

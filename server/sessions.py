@@ -35,6 +35,13 @@ than one. A client that applies every change it receives therefore always
 holds exactly the conclusions of the version it was last acknowledged. A
 stream is never pushed another writer's changes unasked: re-open to see them.
 
+Session limit. With `max_sessions`, opening a *new* session fails with
+`TooManySessions` once the store holds that many live sessions (last active
+within the TTL: expired ones awaiting the sweeper do not count). The store
+counts and inserts atomically (`SessionStore.create`), so the limit holds
+across worker processes and replicas sharing the database. Resuming a session
+by id is never refused, and deleting one (or its expiry) makes room at once.
+
 Privacy: nothing here logs a fact, a field value, a conclusion or a full
 session id (ids are bearer secrets; logs carry a short hash of them).
 """
@@ -68,10 +75,12 @@ from kb.facts import (
     validate_facts,
 )
 from kb.model import Certainty, Conclusion, Kind, Provenance, Urgency
-from server.engine import EngineWorker
+from server.engine import Engine
 from server.errors import REASON_VERSION_CONFLICT
+from server.logs import RateLimitedLog
 from server.metrics import session_streams_changed
 from server.store import (
+    SessionLimitReached,
     SessionMissing,
     SessionStore,
     StaleVersion,
@@ -118,6 +127,10 @@ class SessionNotFound(Exception):
 
 class TooManyStreams(Exception):
     """This process already serves as many session streams as it allows."""
+
+
+class TooManySessions(Exception):
+    """A new session was refused: the store holds `max_sessions` live sessions."""
 
 
 class Contention(Exception):
@@ -346,7 +359,7 @@ class _Registry:
 
 
 class SessionManager:
-    """Sessions over a `SessionStore`, evaluated on the process's `EngineWorker`.
+    """Sessions over a `SessionStore`, evaluated on the process's `Engine`.
 
     Transport-free: the servicer maps requests to `open`, `apply`, `release`
     and `delete`, and exceptions to statuses.
@@ -355,15 +368,28 @@ class SessionManager:
     def __init__(
         self,
         store: SessionStore,
-        worker: EngineWorker,
+        worker: Engine,
         *,
         max_facts: int,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         max_streams: int = 48,
+        max_sessions: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`max_sessions`: live sessions in the store (all processes sharing it)
+        past which a new one is refused; None: no limit."""
+        if max_sessions is not None and max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
         self.store = store
         self.ttl_seconds = ttl_seconds
+        self.max_sessions = max_sessions
+        # Any caller can cause a refusal at will: one line per interval bounds
+        # the log. It names the limit only, never a session or a fact.
+        self._refusals = RateLimitedLog(
+            log,
+            f"new session refused: the session store holds {max_sessions} live sessions"
+            " (--max-sessions); resuming sessions is unaffected",
+        )
         self._worker = worker
         self._max_facts = max_facts
         self._clock = clock
@@ -388,6 +414,9 @@ class SessionManager:
         """Create a session (empty id) or resume one, counting it as streaming
         (`accepted`: the stream was counted by `accept` already).
 
+        Creating raises `TooManySessions` when the store holds `max_sessions`
+        live sessions; resuming never does.
+
         A successful `open` must be paired with one `release`; a failed one
         ends the stream's count, as `abandon` does.
         """
@@ -403,7 +432,17 @@ class SessionManager:
             now = self._clock()
             if created:
                 conclusions = self._derive([], should_stop)
-                self.store.create(session_id, now, _reported(conclusions))
+                try:
+                    self.store.create(
+                        session_id,
+                        now,
+                        _reported(conclusions),
+                        max_sessions=self.max_sessions,
+                        idle_before=now - self.ttl_seconds,  # as `sweep` reckons idle
+                    )
+                except SessionLimitReached:
+                    self._refusals.event()
+                    raise TooManySessions(self.max_sessions) from None
                 log.info("session %s created", tag(session_id))
                 return Snapshot(session_id, 0, conclusions)
             state = self.store.open(session_id, now)

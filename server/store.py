@@ -30,6 +30,9 @@ Concurrency is optimistic and lives in the database, not in this process:
 caller read (`StaleVersion` otherwise), inside one `BEGIN IMMEDIATE`
 transaction. Several server processes may therefore share one database file;
 each also serializes its own writers per session (see `server.sessions`).
+The session limit is checked the same way: `create` with `max_sessions` counts
+the live sessions and inserts in one `BEGIN IMMEDIATE` transaction, so
+processes creating sessions at once never overshoot it.
 
 SQLite settings, and why:
 
@@ -69,6 +72,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -148,6 +152,14 @@ class SessionMissing(StoreError):
 
 class StaleVersion(StoreError):
     """The session moved on since it was read: another writer committed first."""
+
+
+class SessionLimitReached(StoreError):
+    """`create` refused a new session: the store already holds `limit` live sessions."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the store already holds {limit} live sessions, the most allowed")
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -238,9 +250,22 @@ class SessionStore(Protocol):
     """
 
     def create(
-        self, session_id: str, now: float, conclusions: StoredConclusions | None = None
+        self,
+        session_id: str,
+        now: float,
+        conclusions: StoredConclusions | None = None,
+        *,
+        max_sessions: int | None = None,
+        idle_before: float = -math.inf,
     ) -> None:
-        """Create an empty session at version 0, with what it reports at version 0."""
+        """Create an empty session at version 0, with what it reports at version 0.
+
+        With `max_sessions`, raise `SessionLimitReached` (nothing written) if the
+        store already holds that many live sessions: those last active at or
+        after `idle_before` (older ones are expired, waiting for `sweep`). The
+        count and the insert are one atomic step for every store sharing the
+        database, so concurrent creators never overshoot the limit.
+        """
 
     def open(self, session_id: str, now: float) -> StoredSession | None:
         """Mark the session active at `now` and return it; None if it does not exist."""
@@ -662,10 +687,24 @@ class SqliteSessionStore:
             self._check_files()
 
     def create(
-        self, session_id: str, now: float, conclusions: StoredConclusions | None = None
+        self,
+        session_id: str,
+        now: float,
+        conclusions: StoredConclusions | None = None,
+        *,
+        max_sessions: int | None = None,
+        idle_before: float = -math.inf,
     ) -> None:
         document, kb_version, at = _columns(conclusions, 0)
         with self._write() as db:
+            if max_sessions is not None:
+                # Counted inside the write transaction (BEGIN IMMEDIATE): no other
+                # connection, in any process, can insert between count and insert.
+                (live,) = db.execute(
+                    "SELECT count(*) FROM sessions WHERE last_active >= ?", (idle_before,)
+                ).fetchone()
+                if live >= max_sessions:
+                    raise SessionLimitReached(max_sessions)
             db.execute(
                 "INSERT INTO sessions (id, version, created_at, last_active,"
                 " conclusions, conclusions_version, conclusions_kb_version)"

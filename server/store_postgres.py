@@ -20,6 +20,14 @@ too) puts sessions in that database instead of a SQLite file. The semantics are
   version, nothing else: a listener reads the rest from the store
   (`version_of`, `load`). The id is a bearer secret: only roles that can
   connect to this database can LISTEN.
+- Session limit: `create` with `max_sessions` first takes
+  `pg_advisory_xact_lock(CREATE_LOCK)`, then counts the live sessions and
+  inserts in that transaction; the lock is held until the commit, so the next
+  creator's count (a new snapshot under READ COMMITTED) sees this insert.
+  Creations are serialized across replicas (each waits for the one before it
+  to commit); the count is atomic and never overshoots. Only creations take
+  the lock: deletions and sweeps can only lower the count, and an erasure not
+  yet visible to a creator's count makes it refuse, never overshoot.
 - Expiry: `sweep` runs in a transaction that first takes
   `pg_try_advisory_xact_lock(SWEEP_LOCK)`; a replica that does not get it
   sweeps nothing this time (another is sweeping). Its DELETE re-checks
@@ -58,6 +66,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -73,6 +82,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from server import migrations
 from server.store import (
     ImportOutcome,
+    SessionLimitReached,
     SessionMissing,
     SessionRecord,
     StaleVersion,
@@ -92,6 +102,7 @@ ERASED = -1  # the version a notification carries for an erased session
 # to be used by anything else sharing the database.
 MIGRATION_LOCK = 0x0CD5_0001
 SWEEP_LOCK = 0x0CD5_0002
+CREATE_LOCK = 0x0CD5_0003
 
 DEFAULT_POOL_SIZE = 8
 DEFAULT_TIMEOUT_SECONDS = 5.0
@@ -366,10 +377,24 @@ class PostgresSessionStore:
     # -- the SessionStore interface --------------------------------------------
 
     def create(
-        self, session_id: str, now: float, conclusions: StoredConclusions | None = None
+        self,
+        session_id: str,
+        now: float,
+        conclusions: StoredConclusions | None = None,
+        *,
+        max_sessions: int | None = None,
+        idle_before: float = -math.inf,
     ) -> None:
         document, kb_version, at = _columns(conclusions, 0)
-        with self._connection() as connection:
+        with self._connection() as connection, connection.transaction():
+            if max_sessions is not None:
+                # Held to the commit: creators on every replica count one at a time.
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK,))
+                (live,) = connection.execute(
+                    "SELECT count(*) FROM sessions WHERE last_active >= %s", (idle_before,)
+                ).fetchone() or (0,)
+                if live >= max_sessions:
+                    raise SessionLimitReached(max_sessions)
             connection.execute(
                 "INSERT INTO sessions (id, version, created_at, last_active,"
                 " conclusions, conclusions_version, conclusions_kb_version)"

@@ -329,7 +329,7 @@ def test_calls_after_the_engine_stopped_fail_at_once() -> None:
     worker.stop(10)
     for attempt in (
         lambda: list(worker.evaluate([], should_stop=lambda: False)),
-        lambda: worker.call(lambda engine: None),
+        lambda: worker.explain([], "dx.cervicogenic_headache"),
     ):
         with pytest.raises(Exception, match="not running"):
             attempt()

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from server.store import (
+    SessionLimitReached,
     SessionMissing,
     StaleVersion,
     StoredConclusions,
@@ -176,3 +177,67 @@ def test_resume_after_restart(store_factory: StoreFactory) -> None:
     assert rows(store_factory, "SELECT version, name FROM schema_migrations ORDER BY version")[-1][
         0
     ] == (2 if store_factory.kind == "sqlite" else 1)  # type: ignore[attr-defined]
+
+
+def test_create_refuses_past_the_session_limit(store_factory: StoreFactory) -> None:
+    """Issue 14, item 6: `max_sessions` caps the live sessions; a refused create
+    writes nothing; expired sessions (last active before `idle_before`, not swept
+    yet) do not count; resuming is never capped; an erasure makes room."""
+    store = store_factory()
+    store.create("old", now=10.0)  # idle since 10: expired at 100 - 50
+    store.create("a", now=60.0, max_sessions=2, idle_before=10.0)
+    store.create("b", now=100.0, max_sessions=2, idle_before=50.0)  # "old" does not count
+    with pytest.raises(SessionLimitReached) as refused:
+        store.create("c", now=100.0, conclusions=REPORT, max_sessions=2, idle_before=50.0)
+    assert refused.value.limit == 2 and "2" in str(refused.value)
+    assert store.load("c") is None and store.version_of("c") is None
+    assert rows(store_factory, "SELECT id FROM sessions ORDER BY id") == [("a",), ("b",), ("old",)]
+    # Without a limit nothing is counted (the store's own default).
+    store.create("unlimited", now=100.0)
+    assert store.delete("unlimited")
+    # Resuming, even an expired session, is never refused; it is then live again.
+    assert store.open("old", now=100.0) is not None
+    assert store.commit("a", 0, [], [fact("x")], now=100.0) == 1
+    with pytest.raises(SessionLimitReached):
+        store.create("c", now=100.0, max_sessions=3, idle_before=50.0)
+    # Time passing expires sessions; deleting one makes room at once.
+    store.create("c", now=200.0, max_sessions=2, idle_before=150.0)
+    with pytest.raises(SessionLimitReached):
+        store.create("d", now=200.0, max_sessions=1, idle_before=150.0)
+    assert store.delete("c")
+    store.create("d", now=200.0, max_sessions=1, idle_before=150.0)
+    other = store_factory()  # another process or replica counts the same sessions
+    with pytest.raises(SessionLimitReached):
+        other.create("e", now=200.0, max_sessions=1, idle_before=150.0)
+    assert other.sweep(idle_before=150.0) == 3  # "old", "a", "b"
+    other.create("e", now=200.0, max_sessions=2, idle_before=-1.0)  # all count: "d", "e"
+    assert {s for s in "abcde" if store.load(s)} == {"d", "e"}
+
+
+def test_the_session_limit_holds_for_stores_creating_at_once(store_factory: StoreFactory) -> None:
+    """Two stores (two processes, or two replicas: connection pools of their
+    own), eight creators each, all released at once: exactly `limit` sessions
+    are created, never more (the count and the insert are one atomic step)."""
+    stores = [store_factory(), store_factory()]
+    stores[0].create("existing", now=1.0)
+    limit, creators, attempts = 7, 16, 3
+    barrier = threading.Barrier(creators)
+
+    def create(index: int) -> list[str]:
+        store = stores[index % 2]
+        created = []
+        barrier.wait()
+        for n in range(attempts):
+            session_id = f"s{index}-{n}"
+            try:
+                store.create(session_id, now=2.0, max_sessions=limit, idle_before=0.0)
+            except SessionLimitReached:
+                continue
+            created.append(session_id)
+        return created
+
+    with futures.ThreadPoolExecutor(max_workers=creators) as pool:
+        created = [session_id for ids in pool.map(create, range(creators)) for session_id in ids]
+    assert len(created) == limit - 1, "one of the limit is the existing session"
+    stored = {session_id for (session_id,) in rows(store_factory, "SELECT id FROM sessions")}
+    assert stored == {"existing", *created}
