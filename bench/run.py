@@ -12,12 +12,11 @@ written to a temporary folder unless `--output` is given):
    each load in turn: the bare grpcio server (bench/bare_server.py: our proto,
    a thread pool, no interceptors, a small pure-Python evaluation streaming as
    many conclusions of the same size as ours), and the service with
-   `--workers 1`, `--workers 2`, and one worker with two engine processes
-   (`--workers 1 --engine-processes 2`, "engines 2"). Loads come from separate client processes
+   `--workers 1` and `--workers 2`. Loads come from separate client processes
    (bench/load.py): one channel shared by 1 or 8 threads, 8 threads on 8
    connections, and the asyncio per-connection load at 8 and 32 from two
    processes. Each load's window is cut into rounds taken in turn by the
-   four servers, so the machine's other work hits them alike. For each:
+   three servers, so the machine's other work hits them alike. For each:
    calls/s, latency, the server's CPU per call (user and system, every
    process of the server, from /proc over the same windows as the calls
    counted), the client's CPU per call, and how the connections spread across
@@ -68,15 +67,7 @@ RESULTS = ROOT / "bench"
 TICK = os.sysconf("SC_CLK_TCK")
 WARM_UP_SECONDS = 0.3  # a window opens this long after its clients are told
 ROUNDS = 5  # windows per load and server, taken in turn with the other servers
-# Our service's configurations, by name: the `python -m server` options beyond
-# port and session database. "engines 2" is one worker handing evaluations to
-# two engine processes (`--engine-processes`, server.engine_pool).
-SERVICES: dict[str, tuple[str, ...]] = {
-    "workers 1": ("--workers", "1"),
-    "workers 2": ("--workers", "2"),
-    "engines 2": ("--workers", "1", "--engine-processes", "2"),
-}
-SERVERS = ("bare", *SERVICES)
+SERVERS = ("bare", "workers 1", "workers 2")
 # name: (bench.load mode, concurrency, client processes)
 LOADS: dict[str, tuple[str, int, int]] = {
     "c=1, one channel": ("channel", 1, 1),
@@ -340,7 +331,7 @@ class _Server:
             self.process.wait()
 
 
-def _service(name: str, db: Path, request: pb.EvaluateRequest) -> _Server:
+def _service(workers: int, db: Path, request: pb.EvaluateRequest) -> _Server:
     port = _free_port()
     command = [
         sys.executable,
@@ -348,9 +339,10 @@ def _service(name: str, db: Path, request: pb.EvaluateRequest) -> _Server:
         "server",
         "--port",
         str(port),
-        *SERVICES[name],
+        "--workers",
+        str(workers),
         "--session-db",
-        str(db / f"{name.replace(' ', '-')}.db"),
+        str(db / f"w{workers}.db"),
         "--log-level",
         "WARNING",
     ]
@@ -531,8 +523,8 @@ def over_grpc(
     seconds: float,
     db: Path,
 ) -> dict[str, Any]:
-    """Every load against the servers, which run side by side and take
-    each load in turn (so that drift on the machine hits all of them alike)."""
+    """Every load against the three servers, which run side by side and take
+    each load in turn (so that drift on the machine hits all three alike)."""
     requests_file = db / "requests.pickle"
     requests_file.write_bytes(pickle.dumps([r.SerializeToString() for r in requests]))
     answers_file = db / "answers.json"
@@ -540,8 +532,8 @@ def over_grpc(
     servers: dict[str, _Server] = {}
     try:
         servers["bare"] = _bare(answers_file, requests[0])
-        for name in SERVICES:
-            servers[name] = _service(name, db, requests[0])
+        for workers in (1, 2):
+            servers[f"workers {workers}"] = _service(workers, db, requests[0])
         results: dict[str, Any] = {name: {} for name in SERVERS}
         for load_name, load in LOADS.items():
             print(f"  {load_name} ...", flush=True)
@@ -560,7 +552,7 @@ def memory(
     """Each worker's RSS before and after `evaluations` calls (--workers 2)."""
     requests_file = db / "memory-requests.pickle"
     requests_file.write_bytes(pickle.dumps([r.SerializeToString() for r in requests]))
-    server = _service("workers 2", db, requests[0])
+    server = _service(2, db, requests[0])
     try:
         pids = [pid for pid in server.workers() if pid != server.process.pid]
         before = {pid: _rss_mb(pid) for pid in pids}
@@ -606,7 +598,7 @@ def ratios(grpc_rows: dict[str, Any]) -> dict[str, Any]:
     """Issue 12's ratios, each from figures of this same run."""
     bare = grpc_rows["bare"]
     ours: dict[str, Any] = {}
-    for name in SERVICES:
+    for name in ("workers 1", "workers 2"):
         rows = grpc_rows[name]
         ours[name] = {
             f"{load}: {what}": value
@@ -630,32 +622,33 @@ def ratios(grpc_rows: dict[str, Any]) -> dict[str, Any]:
 
 def _targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
     grpc_rows, ratio = results["grpc"], results["ratios"]
+    w1 = ratio["ours"]["workers 1"]
     scaling = ratio["workers 2 / workers 1 calls/s"][EIGHT_CONNECTIONS]
-    rows = []
-    for name in ("workers 1", "engines 2"):
-        ours = ratio["ours"][name]
-        cpu = ours[f"{ONE_CHANNEL}: server CPU per call / bare"]
-        calls = ours[f"{ONE_CHANNEL}: calls/s / bare"]
-        p99 = ours[f"{ONE_CHANNEL}: p99 / bare"]
-        rows += [
-            (
-                f"server CPU per call <= 1.5 x bare ({name}, c=8, one channel)",
-                cpu <= 1.5,
-                f"{cpu:.2f}x",
-            ),
-            (f"calls/s >= bare ({name}, c=8, one channel)", calls >= 1, f"{calls:.2f}x"),
-            (f"p99 <= bare p99 ({name}, c=8, one channel)", p99 <= 1, f"{p99:.2f}x"),
-        ]
-    rows.append(
-        ("8 connections: --workers 2 >= 1.6 x --workers 1", scaling >= 1.6, f"{scaling:.2f}x")
-    )
-    for name in SERVICES:
+    rows = [
+        (
+            "server CPU per call <= 1.5 x bare (--workers 1, c=8, one channel)",
+            w1[f"{ONE_CHANNEL}: server CPU per call / bare"] <= 1.5,
+            f"{w1[f'{ONE_CHANNEL}: server CPU per call / bare']:.2f}x",
+        ),
+        (
+            "calls/s >= bare (--workers 1, c=8, one channel)",
+            w1[f"{ONE_CHANNEL}: calls/s / bare"] >= 1,
+            f"{w1[f'{ONE_CHANNEL}: calls/s / bare']:.2f}x",
+        ),
+        (
+            "p99 <= bare p99 (--workers 1, c=8, one channel)",
+            w1[f"{ONE_CHANNEL}: p99 / bare"] <= 1,
+            f"{w1[f'{ONE_CHANNEL}: p99 / bare']:.2f}x",
+        ),
+        ("8 connections: --workers 2 >= 1.6 x --workers 1", scaling >= 1.6, f"{scaling:.2f}x"),
+    ]
+    for name in ("workers 1", "workers 2"):
         for quantile in ("p50", "p99"):
             now = ratio["ours"][name][f"c=1: {quantile} / bare"]
             today = TODAY_C1[quantile]
             rows.append(
                 (
-                    f"c=1 {quantile} no worse than today ({name}; ratio to bare, "
+                    f"c=1 {quantile} no worse than today (--{name}; ratio to bare, "
                     f"today {today:.2f}x, met up to {today * C1_ALLOWANCE:.2f}x)",
                     now <= today * C1_ALLOWANCE,
                     f"{now:.2f}x ({grpc_rows[name][SINGLE][f'{quantile}_ms']:.2f} ms)",
@@ -702,7 +695,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## Over gRPC on loopback (issue 12)",
         "",
-        "Each load from its own client process(es); the servers take each load in turn. "
+        "Each load from its own client process(es); the three servers take each load in turn. "
         "Server CPU: every process of the server, over the window the calls were counted in. "
         "Split: connections and share of the server's CPU per server process. Other cores: "
         "CPU the machine spent meanwhile on anything else or lost to the host (steal); "
@@ -727,13 +720,13 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## Ratios (issue 12)",
         "",
-        "| ratio | " + " | ".join(SERVICES) + " |",
-        "|---|" + "---|" * len(SERVICES),
+        "| ratio | workers 1 | workers 2 |",
+        "|---|---|---|",
     ]
     for key in ours["workers 1"]:
-        lines.append(f"| {key} | " + " | ".join(f"{ours[n][key]:.2f}" for n in SERVICES) + " |")
+        lines.append(f"| {key} | {ours['workers 1'][key]:.2f} | {ours['workers 2'][key]:.2f} |")
     for load, value in results["ratios"]["workers 2 / workers 1 calls/s"].items():
-        lines.append(f"| {load}: calls/s, workers 2 / workers 1 | | {value:.2f} | |")
+        lines.append(f"| {load}: calls/s, workers 2 / workers 1 | | {value:.2f} |")
     session = results["sessions"]
     evaluate1 = results["grpc"]["workers 1"][SINGLE]
     lines += [

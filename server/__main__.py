@@ -68,15 +68,6 @@ def main() -> None:
         help="worker processes sharing the port, each with its own engine (default: CPUs)",
     )
     parser.add_argument(
-        "--engine-processes",
-        type=int,
-        default=0,
-        metavar="N",
-        help="run the rules in N engine processes owned by each worker, so that one busy"
-        " connection reaches N cores (default: 0, the rules run in the worker itself;"
-        " see docs/architecture.md)",
-    )
-    parser.add_argument(
         "--max-concurrent-rpcs",
         type=int,
         default=None,
@@ -100,8 +91,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    if args.engine_processes < 0:
-        parser.error("--engine-processes must be 0 or more")
     if args.max_sessions < 1:
         parser.error("--max-sessions must be at least 1")
     if args.metrics_port is not None:
@@ -132,7 +121,6 @@ def main() -> None:
         session_db=args.session_db,
         session_ttl_seconds=session_ttl,
         max_sessions=args.max_sessions,
-        engine_processes=args.engine_processes,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         **_hardening_config(args),
     )

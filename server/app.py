@@ -24,7 +24,6 @@ from server import limits as request_limits
 from server import logs, security
 from server.defaults import DEFAULT_MAX_SESSIONS, LOOPBACK
 from server.engine import Engine, EngineWorker
-from server.engine_pool import EnginePool
 from server.resilient_store import ReopeningSessionStore
 from server.service import DecisionSupportService
 from server.sessions import DEFAULT_TTL_SECONDS, SessionManager
@@ -73,9 +72,6 @@ class ServerConfig:
     max_concurrent_rpcs: int | None = None  # None: `threads`
     # Several worker processes share one port (`server.workers`).
     reuse_port: bool = False
-    # Engine processes evaluating this server's calls (`server.engine_pool`);
-    # 0 runs the rules on a thread of this process.
-    engine_processes: int = 0
     # Transport security (`server.security`): TLS, mutual TLS, bearer tokens.
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -173,9 +169,7 @@ def create_server(
     passed in belongs to the caller and is not closed by `stop`.
     """
     security.check(config)  # unreadable TLS or token files fail before anything starts
-    worker = worker or (
-        EnginePool(config.engine_processes) if config.engine_processes else EngineWorker()
-    )
+    worker = worker or EngineWorker()
     cleanups: list[Callable[[], None]] = []
     store = store or _session_store(config, cleanups)
     gates = logs.Gates(logs.CallGate(config.concurrent_rpcs()))
