@@ -23,7 +23,7 @@ from kb.facts import MAX_FACTS_PER_REQUEST
 from server import limits as request_limits
 from server import logs, security
 from server.defaults import DEFAULT_MAX_SESSIONS, LOOPBACK
-from server.engine import Engine, EngineWorker
+from server.engine import EngineWorker
 from server.resilient_store import ReopeningSessionStore
 from server.service import DecisionSupportService
 from server.sessions import DEFAULT_TTL_SECONDS, SessionManager
@@ -110,7 +110,7 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
-    worker: Engine
+    worker: EngineWorker
     sessions: SessionManager | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     gates: logs.Gates = field(default_factory=lambda: logs.Gates(logs.CallGate()))
@@ -160,7 +160,7 @@ def _session_store(config: ServerConfig, cleanups: list[Callable[[], None]]) -> 
 
 def create_server(
     config: ServerConfig = ServerConfig(),
-    worker: Engine | None = None,
+    worker: EngineWorker | None = None,
     store: SessionStore | None = None,
 ) -> RunningServer:
     """Start serving on `config.host:config.port` (0 picks a free port).

@@ -4,9 +4,7 @@ durable_rules must never see two threads at once (it is not thread-safe and
 keeps process-wide C state), while gRPC serves each call on a pool thread. So
 calls hand their facts to the engine thread and read back a per-call queue:
 conclusions arrive as each stage completes, which lets `Evaluate` stream them
-while the engine is still working. More cores mean more processes, not threads:
-`server.engine_pool.EnginePool` offers the same interface (`Engine`) over
-engine processes.
+while the engine is still working. More cores mean more processes, not threads.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from cds.v1 import decision_support_pb2 as pb
 from kb.engine import EngineFailure, EvaluationCancelled, EvaluationResult, RulesEngine
@@ -30,27 +28,6 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 T = TypeVar("T")
-
-
-class Engine(Protocol):
-    """What the service and the sessions need of the rules: `EngineWorker` in
-    this process, or `EnginePool` over engine processes. Callable from any thread."""
-
-    def wait_ready(self, timeout: float | None = None) -> None: ...
-
-    def evaluate_request(
-        self, request: pb.EvaluateRequest, max_facts: int, should_stop: Callable[[], bool]
-    ) -> Iterator[pb.EvaluateResponse]:
-        """`Evaluate`'s answers; `InvalidFacts` before the first one."""
-        ...
-
-    def evaluate(
-        self, facts: Sequence[Fact], should_stop: Callable[[], bool]
-    ) -> Iterator[Conclusion | EvaluationResult]: ...
-
-    def explain(self, facts: Sequence[Fact], code: str) -> Explanation: ...
-
-    def stop(self, timeout: float | None = None) -> None: ...
 
 
 @dataclass(frozen=True)

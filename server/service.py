@@ -1,9 +1,7 @@
 """The servicer: maps the knowledge base to `cds.v1.DecisionSupportService`.
 
-Rules run on the `Engine`: the engine thread of this process (`EngineWorker`,
-validation and conversion on the gRPC pool thread), or engine processes
-(`EnginePool`, which validate and convert there too). Nothing here decides
-anything clinical.
+Validation and conversion run on the gRPC pool thread; rules run on the engine
+thread (`EngineWorker`). Nothing here decides anything clinical.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from kb.engine import EvaluationCancelled
 from kb.facts import MAX_FACTS_PER_REQUEST, Fact, InvalidFacts, validate_facts
 from server import errors, logs
 from server.convert import explanation_to_proto, facts_from_proto, knowledge_base_to_proto
-from server.engine import Engine
+from server.engine import EngineWorker
 from server.session_rpc import delete_session, stream_session
 from server.sessions import SessionManager
 
@@ -50,7 +48,7 @@ def _validated(
 class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
     def __init__(
         self,
-        worker: Engine,
+        worker: EngineWorker,
         max_facts: int = MAX_FACTS_PER_REQUEST,
         sessions: SessionManager | None = None,
     ) -> None:

@@ -75,7 +75,7 @@ from kb.facts import (
     validate_facts,
 )
 from kb.model import Certainty, Conclusion, Kind, Provenance, Urgency
-from server.engine import Engine
+from server.engine import EngineWorker
 from server.errors import REASON_VERSION_CONFLICT
 from server.logs import RateLimitedLog
 from server.metrics import session_streams_changed
@@ -359,7 +359,7 @@ class _Registry:
 
 
 class SessionManager:
-    """Sessions over a `SessionStore`, evaluated on the process's `Engine`.
+    """Sessions over a `SessionStore`, evaluated on the process's `EngineWorker`.
 
     Transport-free: the servicer maps requests to `open`, `apply`, `release`
     and `delete`, and exceptions to statuses.
@@ -368,7 +368,7 @@ class SessionManager:
     def __init__(
         self,
         store: SessionStore,
-        worker: Engine,
+        worker: EngineWorker,
         *,
         max_facts: int,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
