@@ -26,7 +26,8 @@ written to a temporary folder unless `--output` is given):
 4. Memory: each worker's RSS before and after N evaluations.
 
 Not run here: `python -m bench.handoff`, what handing one evaluation to another
-thread or process costs (issue 12's design question).
+thread or process costs, and `python -m bench.transport`, the sync and asyncio
+transports with and without the engine (issue 12's design questions).
 
 The load mix: 400 of 2,400 seeded, distinct patients (bench/mix.py), every
 conclusion code covered, about three conclusions each. The machine has 2 cores
