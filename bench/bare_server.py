@@ -30,7 +30,7 @@ from google.protobuf import struct_pb2
 from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
 
-THREADS = 64  # as many as the service's pool (ServerConfig.threads)
+THREADS = 64  # as many calls at once as the service takes (ServerConfig.capacity)
 
 
 def _value(value: struct_pb2.Value) -> Any:

@@ -165,13 +165,13 @@ def in_process(engine: RulesEngine, requests: list[pb.EvaluateRequest]) -> dict[
 
 
 class _Context:
-    """Just enough of a grpc.ServicerContext for a call that succeeds."""
+    """Just enough of a grpc.aio.ServicerContext for a call that succeeds."""
 
     def code(self) -> None:
         return None
 
-    def is_active(self) -> bool:
-        return True
+    def cancelled(self) -> bool:
+        return False
 
 
 class _CallDetails:
@@ -181,43 +181,53 @@ class _CallDetails:
 
 def _interceptors_us(requests: list[pb.EvaluateRequest]) -> float:
     """Mean cost (µs) the server's interceptors add to one Evaluate call: the
-    pipeline built per call, the request admitted, the stream iterated through
-    the wrappers, the end-of-call metrics (grpc's own pipeline, as the server
-    runs it; only the handler is a stand-in answering four canned messages)."""
+    handler chain built per call (as grpc.aio builds it), the request admitted,
+    the stream iterated through the wrappers, the end-of-call metrics; only
+    the handler is a stand-in answering four canned messages."""
+    import asyncio
     import logging
-
-    from grpc._interceptor import service_pipeline
 
     from server import limits, logs
     from server.app import ServerConfig
 
     logging.getLogger().setLevel(logging.WARNING)  # as the bench runs the server
     answer = [pb.EvaluateResponse()] * 4
+
+    async def respond(request: Any, context: Any) -> Any:
+        for response in answer:
+            yield response
+
     handler = grpc.unary_stream_rpc_method_handler(
-        lambda request, context: iter(answer),
+        respond,
         request_deserializer=pb.EvaluateRequest.FromString,
         response_serializer=pb.EvaluateResponse.SerializeToString,
     )
-    pipeline = service_pipeline(
-        [*logs.build_interceptors(), *limits.build_interceptors(ServerConfig().limits())]
-    )
-    assert pipeline is not None
+    interceptors = [*logs.build_interceptors(), *limits.build_interceptors(ServerConfig().limits())]
+
+    async def chain(details: Any, index: int = 0) -> Any:
+        if index == len(interceptors):
+            return handler
+        return await interceptors[index].intercept_service(lambda d: chain(d, index + 1), details)
+
     serialized = [r.SerializeToString() for r in requests]
     context, details = _Context(), _CallDetails()
 
-    def run(intercepted: bool) -> float:
+    async def run(intercepted: bool) -> float:
         started = time.perf_counter()
         for data in serialized:
-            wrapped = pipeline.execute(lambda _: handler, details) if intercepted else handler
+            wrapped = await chain(details) if intercepted else handler
             request = wrapped.request_deserializer(data)
-            for _ in wrapped.unary_stream(request, context):
+            async for _ in wrapped.unary_stream(request, context):
                 pass
         return time.perf_counter() - started
 
-    run(True)
-    bare = min(run(False) for _ in range(5))
-    intercepted = min(run(True) for _ in range(5))
-    return (intercepted - bare) / len(serialized) * 1e6
+    async def measure() -> float:
+        await run(True)
+        bare = min([await run(False) for _ in range(5)])
+        intercepted = min([await run(True) for _ in range(5)])
+        return (intercepted - bare) / len(serialized) * 1e6
+
+    return asyncio.run(measure())
 
 
 # --------------------------------------------------------------------------- servers

@@ -11,9 +11,10 @@ Five servers side by side, each load taken in turn (bench.run's machinery):
   (proto -> facts, validation, the rules engine, conclusions -> proto) on the
   event loop thread itself, with no interceptors, limits, metrics or logs:
   the loop is the only thread that ever enters durable_rules, so no hand-off;
-- `aio, engine thread`: the same, but the engine on its own thread
-  (server.engine.EngineWorker), each stage handed back to the loop;
-- `ours, --workers 1`: the service as it ships.
+- `aio, engine thread`: the same, but the engine on a thread of its own (as
+  the threaded server had it), each stage handed back to the loop;
+- `ours, --workers 1`: the service as it ships (since issue 12: grpc.aio, the
+  engine on the loop, interceptors, limits, metrics and logs).
 
 Loads: one channel at concurrency 1 and 8 (bench.load). It answers how much
 of our cost is the transport's (sync bare against aio bare), how much the
@@ -31,8 +32,10 @@ import argparse
 import asyncio
 import json
 import pickle
+import queue
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,14 +97,18 @@ class _AioEngine(pb_grpc.DecisionSupportServiceServicer):
 
 
 class _AioEngineThread(pb_grpc.DecisionSupportServiceServicer):
-    """The real rules path, the engine on its own thread (server.engine), the
-    answers handed back to the event loop stage by stage."""
+    """The real rules path with the engine on a thread of its own (as the
+    threaded server had it), each stage handed back to the loop."""
 
     def __init__(self) -> None:
-        from server.engine import EngineWorker
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, daemon=True).start()
 
-        self._worker = EngineWorker()
-        self._worker.wait_ready(60)
+    def _serve(self) -> None:
+        engine = RulesEngine()
+        while True:
+            facts, hand_back = self._jobs.get()
+            hand_back(engine.evaluate(facts, on_stage=hand_back))
 
     async def Evaluate(
         self, request: pb.EvaluateRequest, context: Any
@@ -109,17 +116,11 @@ class _AioEngineThread(pb_grpc.DecisionSupportServiceServicer):
         from kb.engine import EvaluationResult
         from kb.facts import validate_facts
         from server.convert import conclusion_response, facts_from_proto, summary_response
-        from server.engine import _Job
 
         facts = validate_facts(facts_from_proto(request.facts))
         loop = asyncio.get_running_loop()
         answers: asyncio.Queue[Any] = asyncio.Queue()
-
-        class _Results:
-            def put(self, item: Any) -> None:
-                loop.call_soon_threadsafe(answers.put_nowait, item)
-
-        self._worker._submit(_Job(facts, lambda: False, _Results()))  # type: ignore[arg-type]
+        self._jobs.put((facts, lambda item: loop.call_soon_threadsafe(answers.put_nowait, item)))
         while True:
             item = await answers.get()
             if isinstance(item, EvaluationResult):

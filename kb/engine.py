@@ -3,17 +3,18 @@
 durable_rules 2.0.28 has sharp edges, each reproduced on this project's
 machines; each countermeasure here answers one:
 
-- The engine is not thread-safe and its C state is process-wide: every
-  evaluation holds `_ENGINE_LOCK`, so no two threads are ever inside it.
+- The engine is not thread-safe and its C state is process-wide: every call
+  into it holds `_ENGINE_LOCK`, so no two threads are ever inside it.
 - `Host` starts two timer threads that race callers; `_QuietHost` never starts
   them (our rules use no timers and no async actions).
-- At most 1,024 live sids: each evaluation runs under a fresh sid that is
-  deleted afterwards, on success, error or cancellation alike.
+- At most 1,024 live sids: each evaluation runs under a sid of its own whose
+  state is deleted afterwards, on success, error or cancellation alike.
 - `delete_state` crashes on a sid where no action ran: the first thing an
   evaluation does is fire the `$begin` rule.
 - Sids and fact ids are compared by 32-bit hash: engine ids come from a fixed
-  scheme (`f<n>`, `c<n>`, `s<n>`) checked by a test for distinct hashes; the
-  client's ids never reach the engine.
+  scheme (`f<n>`, `c<n>`, `s<n>`) and sids from a fixed set (`_FREE_SIDS`),
+  both checked by a test for distinct hashes; the client's ids never reach
+  the engine.
 - A fact no rule can match is refused: the `$sink` rule accepts every fact.
 - Exceptions in actions are swallowed into the session state: our actions
   catch everything themselves and the evaluation fails loudly (`EngineFailure`).
@@ -25,13 +26,14 @@ machines; each countermeasure here answers one:
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import itertools
 import math
 import threading
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,10 +50,18 @@ STAGE_MARKER = "$stage"
 BEGIN, DONE = 0, max(Stage) + 1
 SMALLEST_ENGINE_FLOAT = 1e-4
 
-# durable_rules keeps process-wide C state: one evaluation at a time per process.
+# durable_rules keeps process-wide C state: one thread in it at a time per process.
 _ENGINE_LOCK = threading.Lock()
-_SIDS = itertools.count(1)
 _RULESET_NAMES = itertools.count(1)
+# Evaluations may be live together (interleaved stage by stage on one thread,
+# see `RulesEngine.stages`), and durable_rules tells sids apart by a 32-bit
+# hash alone: each live evaluation takes a sid from this fixed set, checked by
+# a test to have distinct hashes, and gives it back once its state is deleted.
+# The oldest free sid is taken first, so a sid is reused as late as possible.
+MAX_LIVE_EVALUATIONS = 512  # well under the engine's 1,024 live sids
+_FREE_SIDS: collections.deque[str] = collections.deque(
+    str(n) for n in range(1, MAX_LIVE_EVALUATIONS + 1)
+)
 
 
 class EngineFailure(Exception):
@@ -145,8 +155,10 @@ class RulesEngine:
     """The knowledge base compiled into one durable_rules ruleset.
 
     Rule `R` with alternatives becomes durable rules `R#0`, `R#1`, ...; every one
-    joins on its stage's marker. `evaluate` is safe to call from any thread (it
-    takes the process-wide engine lock) but serves one caller at a time.
+    joins on its stage's marker. `evaluate` and `stages` are safe to call from
+    any thread: every call into durable_rules takes the process-wide engine
+    lock, and each evaluation has a sid of its own, so evaluations may
+    interleave between stages.
     """
 
     def __init__(
@@ -245,11 +257,17 @@ class RulesEngine:
             evaluation.error = error
 
     def _assert(self, evaluation: _Evaluation, what: str, facts: list[dict[str, Any]]) -> None:
-        try:
-            self._host.assert_facts(self._name, facts)
-        except BaseException as error:
-            # The exception's own message contains fact values: name only its type.
-            raise EngineFailure(f"engine refused {what}: {type(error).__name__}") from None
+        """Assert into `evaluation`'s sid; its rules' actions run during the call
+        and record into it (`_current`), under the engine lock."""
+        with _ENGINE_LOCK:
+            self._current = evaluation
+            try:
+                self._host.assert_facts(self._name, facts)
+            except BaseException as error:
+                # The exception's own message contains fact values: name only its type.
+                raise EngineFailure(f"engine refused {what}: {type(error).__name__}") from None
+            finally:
+                self._current = None
         if evaluation.error is not None:
             raise EngineFailure(
                 f"rule action failed during {what}: {type(evaluation.error).__name__}"
@@ -295,30 +313,51 @@ class RulesEngine:
 
         `on_stage` receives each stage's conclusions (when there are any) as
         soon as the stage has run to quiescence: their provenance is then
-        complete, and one hand-off per stage is cheaper for a caller on another
-        thread than one per conclusion. `should_stop` is polled
-        between stages; when it answers true the evaluation ends with
-        `EvaluationCancelled`.
+        complete. `should_stop` is polled between stages; when it answers true
+        the evaluation ends with `EvaluationCancelled`.
         """
-        with _ENGINE_LOCK:
-            sid = str(next(_SIDS))
-            evaluation = _Evaluation(sid, {f"f{i}": fact for i, fact in enumerate(facts)})
-            self._current = evaluation
+        stages = self.stages(facts, should_stop)
+        while True:
             try:
-                return self._run(evaluation, on_stage, should_stop)
-            finally:
-                self._current = None
-                self._host.delete_state(self._name, sid)
+                derived = next(stages)
+            except StopIteration as finished:
+                result: EvaluationResult = finished.value
+                return result
+            if derived and on_stage is not None:
+                on_stage(derived)
 
-    def _run(
-        self,
-        evaluation: _Evaluation,
-        on_stage: Callable[[list[Conclusion]], None] | None,
-        should_stop: Callable[[], bool] | None,
-    ) -> EvaluationResult:
-        sid = evaluation.sid
+    def stages(
+        self, facts: Sequence[Fact], should_stop: Callable[[], bool] | None = None
+    ) -> Generator[list[Conclusion], None, EvaluationResult]:
+        """The evaluation stage by stage: yields each stage's conclusions (maybe
+        none) once the stage has run to quiescence, and returns the result.
+
+        The engine lock is held only while the engine runs, never across a
+        yield, so evaluations driven on one thread may interleave at stage
+        boundaries (each has its own sid). Closing the generator early ends
+        the evaluation and deletes its engine state; `should_stop` is polled
+        before each stage.
+        """
         if should_stop is not None and should_stop():
             raise EvaluationCancelled()
+        with _ENGINE_LOCK:
+            if not _FREE_SIDS:
+                raise EngineFailure(f"more than {MAX_LIVE_EVALUATIONS} evaluations at once")
+            sid = _FREE_SIDS.popleft()
+        evaluation = _Evaluation(sid, {f"f{i}": fact for i, fact in enumerate(facts)})
+        try:
+            return (yield from self._run(evaluation, should_stop))
+        finally:
+            with _ENGINE_LOCK:
+                try:
+                    self._host.delete_state(self._name, sid)
+                finally:
+                    _FREE_SIDS.append(sid)
+
+    def _run(
+        self, evaluation: _Evaluation, should_stop: Callable[[], bool] | None
+    ) -> Generator[list[Conclusion], None, EvaluationResult]:
+        sid = evaluation.sid
         # One call into the engine for the begin marker, every fact and the first
         # stage's marker, in that order: a batch is asserted message by message,
         # so the first stage's rules join only once every fact is there (fewer
@@ -346,11 +385,12 @@ class RulesEngine:
                 self._assert(evaluation, f"stage {stage.name}", [_marker(sid, stage)])
             derived = self._close_stage(evaluation, stage)
             conclusions += derived
-            if derived and on_stage is not None:
-                on_stage(derived)
+            yield derived
         self._assert(evaluation, "the done marker", [_marker(sid, DONE)])
         if DONE not in evaluation.markers_seen:
             raise EngineFailure("done rule did not fire")
-        if "exception" in self._host.get_state(self._name, sid):
+        with _ENGINE_LOCK:
+            state = self._host.get_state(self._name, sid)
+        if "exception" in state:
             raise EngineFailure("engine recorded an exception in the session state")
         return EvaluationResult(tuple(conclusions), rules_fired=len(evaluation.firings))

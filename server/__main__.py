@@ -71,7 +71,7 @@ def main() -> None:
         "--max-concurrent-rpcs",
         type=int,
         default=None,
-        help="calls in flight per worker before RESOURCE_EXHAUSTED (default: its threads)",
+        help="calls in flight per worker before RESOURCE_EXHAUSTED (default: 64)",
     )
     parser.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
@@ -206,7 +206,7 @@ def _add_hardening_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--max-session-streams",
         type=int,
-        help="open session streams per worker (default: three quarters of its threads)",
+        help="open session streams per worker (default: 48, three quarters of its calls)",
     )
     parser.add_argument(
         "--log-format", choices=("json", "text"), default="json", help="log lines (default: json)"

@@ -6,15 +6,18 @@ in-process on port 0 (grpc's examples/python idiom).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as aio_health
 from grpc_reflection.v1alpha import reflection
 
 from cds.v1 import decision_support_pb2 as pb
@@ -30,9 +33,10 @@ from server.sessions import DEFAULT_TTL_SECONDS, SessionManager
 from server.store import SessionStore, SqliteSessionStore, is_postgres_url
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-# Threads kept for health checks beyond the calls' capacity and the watches.
-HEALTH_CHECK_THREADS = 4
+# Slots kept for health checks and watches beyond the calls' capacity.
+HEALTH_SLOTS = 4 + logs.MAX_HEALTH_WATCHES
 # Shutdown closes the listeners once no call has arrived for this long.
 LAME_DUCK_QUIET_SECONDS = 0.25
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionSupportService"].full_name
@@ -53,7 +57,9 @@ class ServerConfig:
     host: str = LOOPBACK
     port: int = 50051
     max_facts: int = MAX_FACTS_PER_REQUEST
-    threads: int = 64
+    # Calls in flight at once by default: each is a coroutine on the engine
+    # loop, not a thread, but bounded all the same (memory, fairness).
+    capacity: int = 64
     grace_seconds: float = 10.0
     # Sessions: None keeps them in a private temporary database removed on stop
     # (tests, embedding); `python -m server` passes DEFAULT_SESSION_DB.
@@ -66,10 +72,11 @@ class ServerConfig:
     # past which opening a new one is RESOURCE_EXHAUSTED (SESSION_LIMIT); resuming
     # is never refused.
     max_sessions: int = DEFAULT_MAX_SESSIONS
-    # Each open session stream holds a pool thread; keep some for other calls.
-    max_session_streams: int | None = None  # None: three quarters of `threads`
+    # Open session streams (each may wait on the session store from a thread of
+    # its own); keep some capacity for other calls.
+    max_session_streams: int | None = None  # None: three quarters of `capacity`
     # Calls in flight (session streams included) before RESOURCE_EXHAUSTED.
-    max_concurrent_rpcs: int | None = None  # None: `threads`
+    max_concurrent_rpcs: int | None = None  # None: `capacity`
     # Several worker processes share one port (`server.workers`).
     reuse_port: bool = False
     # Transport security (`server.security`): TLS, mutual TLS, bearer tokens.
@@ -92,12 +99,12 @@ class ServerConfig:
         )
 
     def concurrent_rpcs(self) -> int:
-        return self.max_concurrent_rpcs if self.max_concurrent_rpcs is not None else self.threads
+        return self.max_concurrent_rpcs if self.max_concurrent_rpcs is not None else self.capacity
 
     def session_streams(self) -> int:
         if self.max_session_streams is not None:
             return self.max_session_streams
-        return max(1, self.threads * 3 // 4)
+        return max(1, self.capacity * 3 // 4)
 
     def sweep_interval(self) -> float:
         if self.sweep_interval_seconds is not None:
@@ -107,13 +114,17 @@ class ServerConfig:
 
 @dataclass
 class RunningServer:
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: aio_health.HealthServicer
     worker: EngineWorker
     sessions: SessionManager | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     gates: logs.Gates = field(default_factory=lambda: logs.Gates(logs.CallGate()))
+
+    def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the server's event loop; from any other thread."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.worker.loop).result()
 
     def stop(self, grace: float | None = None) -> None:
         """Lame duck, then stop: report NOT_SERVING and answer every new call
@@ -125,14 +136,14 @@ class RunningServer:
         session streams are not waited for: they are cancelled when the grace
         period ends (their clients re-open the session elsewhere).
         """
-        self.health.enter_graceful_shutdown()
         self.gates.calls.close()
-        remaining = grace  # None: abort every call now, as grpc.Server.stop(None) does
+        self._on_loop(self.health.enter_graceful_shutdown())
+        remaining = grace  # None: abort every call now, as grpc.aio.Server.stop(None) does
         if grace is not None:
             started = time.monotonic()
             self.gates.calls.wait_quiet(LAME_DUCK_QUIET_SECONDS, grace)
             remaining = max(grace - (time.monotonic() - started), LAME_DUCK_QUIET_SECONDS)
-        self.server.stop(remaining).wait()
+        self._on_loop(self.server.stop(remaining))
         if self.sessions is not None:
             self.sessions.stop()
         for cleanup in reversed(self.cleanups):
@@ -165,16 +176,15 @@ def create_server(
 ) -> RunningServer:
     """Start serving on `config.host:config.port` (0 picks a free port).
 
-    Health reports SERVING only once the knowledge base has loaded. A `store`
-    passed in belongs to the caller and is not closed by `stop`.
+    The server runs on the engine loop (`server.engine`). Health reports
+    SERVING only once the knowledge base has loaded. A `store` passed in
+    belongs to the caller and is not closed by `stop`.
     """
     security.check(config)  # unreadable TLS or token files fail before anything starts
     worker = worker or EngineWorker()
     cleanups: list[Callable[[], None]] = []
     store = store or _session_store(config, cleanups)
     gates = logs.Gates(logs.CallGate(config.concurrent_rpcs()))
-    # Threads beyond the calls' own: health checks and watches always find one.
-    health_threads = logs.MAX_HEALTH_WATCHES + HEALTH_CHECK_THREADS
     sessions = SessionManager(
         store,
         worker,
@@ -183,8 +193,41 @@ def create_server(
         max_streams=config.session_streams(),
         max_sessions=config.max_sessions,
     )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.threads + health_threads),
+    # Session work blocks on the store: it runs here, never on the loop.
+    blocking = futures.ThreadPoolExecutor(
+        max_workers=config.session_streams(), thread_name_prefix="session-store"
+    )
+    cleanups.append(lambda: blocking.shutdown(wait=False, cancel_futures=True))
+    service = DecisionSupportService(
+        worker, max_facts=config.max_facts, sessions=sessions, blocking=blocking
+    )
+    try:
+        server, port, health_servicer = asyncio.run_coroutine_threadsafe(
+            _start(config, gates, service), worker.loop
+        ).result()
+    except BaseException:
+        for cleanup in reversed(cleanups):
+            cleanup()
+        raise
+    running = RunningServer(server, port, health_servicer, worker, sessions, cleanups, gates)
+    try:
+        worker.wait_ready(timeout=60)
+    except BaseException:  # the knowledge base failed to load: release the port, then fail
+        running._on_loop(server.stop(None))
+        for cleanup in reversed(cleanups):
+            cleanup()
+        raise
+    sessions.start_sweeper(config.sweep_interval())
+    for name in ("", SERVICE_NAME):
+        running._on_loop(health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING))
+    return running
+
+
+async def _start(
+    config: ServerConfig, gates: logs.Gates, service: DecisionSupportService
+) -> tuple[grpc.aio.Server, int, aio_health.HealthServicer]:
+    """Build and start the server on the running (engine) loop."""
+    server = grpc.aio.server(
         interceptors=[
             *logs.build_interceptors(gates),
             *security.build_interceptors(config),
@@ -196,28 +239,16 @@ def create_server(
             ("grpc.max_receive_message_length", config.max_message_bytes),
         ],
         # The gates refuse first (health exempt); this only bounds gRPC's own queue.
-        maximum_concurrent_rpcs=config.concurrent_rpcs() + health_threads,
+        maximum_concurrent_rpcs=config.concurrent_rpcs() + HEALTH_SLOTS,
     )
-    health_servicer = health.HealthServicer()
+    health_servicer = aio_health.HealthServicer()
     for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    pb_grpc.add_DecisionSupportServiceServicer_to_server(
-        DecisionSupportService(worker, max_facts=config.max_facts, sessions=sessions), server
-    )
+    pb_grpc.add_DecisionSupportServiceServicer_to_server(service, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     port = security.bind(server, config, f"{config.host}:{config.port}")
-    server.start()
-    try:
-        worker.wait_ready(timeout=60)
-    except BaseException:  # the knowledge base failed to load: release the port, then fail
-        server.stop(None)
-        for cleanup in reversed(cleanups):
-            cleanup()
-        raise
-    sessions.start_sweeper(config.sweep_interval())
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, worker, sessions, cleanups, gates)
+    await server.start()
+    return server, port, health_servicer

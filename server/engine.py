@@ -1,70 +1,81 @@
-"""The engine wrapper: one thread owns the process's rules engine.
+"""The engine's thread, which is also the server's event loop.
 
 durable_rules must never see two threads at once (it is not thread-safe and
-keeps process-wide C state), while gRPC serves each call on a pool thread. So
-calls hand their facts to the engine thread and read back a per-call queue:
-conclusions arrive as each stage completes, which lets `Evaluate` stream them
-while the engine is still working. More cores mean more processes, not threads.
+keeps process-wide C state). So one thread per process enters it: an asyncio
+event loop thread (`engine_loop`), on which the gRPC server (`grpc.aio`) runs
+too. A call served on the loop drives its evaluation there, stage by stage
+(`stages_now`): no hand-off to another thread, no second thread fighting the
+loop for the GIL, and between stages the loop serves other calls.
+Work on other threads (the session store's, which blocks on a database) hands
+its evaluations to the loop (`evaluate`) and waits for the answer.
+docs/architecture.md has the numbers that decided it. More cores mean more
+processes, not threads.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
-from cds.v1 import decision_support_pb2 as pb
-from kb.engine import EngineFailure, EvaluationCancelled, EvaluationResult, RulesEngine
+from kb.engine import EngineFailure, EvaluationResult, RulesEngine
 from kb.explain import Explanation, explain
-from kb.facts import Fact, validate_facts
+from kb.facts import Fact
 from kb.model import Conclusion
-from server.convert import conclusion_response, facts_from_proto, summary_response
 from server.metrics import record_evaluation
 
-log = logging.getLogger(__name__)
-
-_STOP = object()
 T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class _Failed:
-    error: BaseException
-
-
-@dataclass(frozen=True)
-class _Job:
-    facts: Sequence[Fact]
-    should_stop: Callable[[], bool]
-    results: queue.SimpleQueue[list[Conclusion] | EvaluationResult | BaseException]
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_thread: threading.Thread | None = None
+_loop_started = threading.Lock()
 
 
-@dataclass(frozen=True)
-class _Call:
-    """Any other work that needs the engine (e.g. Explain), run on its thread."""
+def engine_loop() -> asyncio.AbstractEventLoop:
+    """This process's engine loop, started on first use (so after any fork)."""
+    global _loop, _loop_thread
+    with _loop_started:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="rules-engine", daemon=True)
+            thread.start()
+            _loop, _loop_thread = loop, thread
+        return _loop
 
-    function: Callable[[RulesEngine], Any]
-    results: queue.SimpleQueue[Any]
+
+def _forget_loop_after_fork() -> None:
+    """A forked child has the parent's loop object but not its thread."""
+    global _loop, _loop_thread, _loop_started
+    _loop, _loop_thread, _loop_started = None, None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_loop_after_fork)
+
+
+def on_engine_thread() -> bool:
+    return threading.current_thread() is _loop_thread
 
 
 class EngineWorker:
-    """Runs evaluations one at a time on a dedicated thread, in arrival order."""
+    """One rules engine, loaded and run on the engine loop's thread only."""
 
     def __init__(self, engine_factory: Callable[[], RulesEngine] = RulesEngine) -> None:
-        self._jobs: queue.SimpleQueue[_Job | _Call | object] = queue.SimpleQueue()
+        self.loop = engine_loop()
         self._ready = threading.Event()
+        self._engine: RulesEngine | None = None
         self._load_error: BaseException | None = None
-        # No job may be queued behind _STOP or after a failed load: its caller
-        # would wait forever (and, in-process, keep the interpreter from exiting).
-        self._accepting = threading.Lock()
         self._stopped = False
-        self._thread = threading.Thread(
-            target=self._serve, args=(engine_factory,), name="rules-engine", daemon=True
-        )
-        self._thread.start()
+        self.loop.call_soon_threadsafe(self._load, engine_factory)
+
+    def _load(self, engine_factory: Callable[[], RulesEngine]) -> None:
+        try:
+            self._engine = engine_factory()
+        except BaseException as error:
+            self._load_error = error
+        self._ready.set()
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until the knowledge base is loaded; raise if loading failed."""
@@ -73,100 +84,78 @@ class EngineWorker:
         if self._load_error is not None:
             raise RuntimeError("knowledge base failed to load") from self._load_error
 
-    def _serve(self, engine_factory: Callable[[], RulesEngine]) -> None:
-        try:
-            engine = engine_factory()
-        except BaseException as error:
-            with self._accepting:
-                self._load_error = error
-            self._ready.set()
-            self._fail_queued()
-            return
-        self._ready.set()
-        while (job := self._jobs.get()) is not _STOP:
-            if isinstance(job, _Call):
-                try:
-                    job.results.put(job.function(engine))
-                except BaseException as error:
-                    job.results.put(_Failed(error))
-                continue
-            assert isinstance(job, _Job)
-            if job.should_stop():
-                job.results.put(EvaluationCancelled())
-                continue
-            try:
-                result = engine.evaluate(job.facts, job.results.put, should_stop=job.should_stop)
-                record_evaluation(result)
-                job.results.put(result)
-            except BaseException as error:
-                job.results.put(error)
+    def _running(self) -> RulesEngine:
+        if self._stopped or self._engine is None:
+            raise EngineFailure("rules engine is not running")
+        return self._engine
 
-    def _fail_queued(self) -> None:
-        """Answer every job queued while the knowledge base failed to load."""
+    def stages_now(
+        self, facts: Sequence[Fact], should_stop: Callable[[], bool] | None = None
+    ) -> Generator[list[Conclusion], None, EvaluationResult]:
+        """The evaluation stage by stage (`RulesEngine.stages`), driven on the
+        engine loop's thread only: between stages the loop serves other calls,
+        and may run other evaluations' stages."""
+        if not on_engine_thread():
+            raise RuntimeError("stages_now called off the engine thread")
+        result = yield from self._running().stages(facts, should_stop)
+        record_evaluation(result)
+        return result
+
+    def evaluate_now(
+        self, facts: Sequence[Fact], should_stop: Callable[[], bool] | None = None
+    ) -> EvaluationResult:
+        """The whole evaluation at once; on the engine loop's thread only."""
+        stages = self.stages_now(facts, should_stop)
         while True:
             try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            failure = EngineFailure("rules engine is not running")
-            if isinstance(job, _Job):
-                job.results.put(failure)
-            elif isinstance(job, _Call):
-                job.results.put(_Failed(failure))
+                next(stages)
+            except StopIteration as finished:
+                result: EvaluationResult = finished.value
+                return result
 
-    def _submit(self, job: _Job | _Call) -> None:
-        with self._accepting:
-            if self._stopped or self._load_error is not None or not self._thread.is_alive():
-                raise EngineFailure("rules engine is not running")
-            self._jobs.put(job)
+    def explain_now(self, facts: Sequence[Fact], code: str) -> Explanation:
+        """Explain at once; on the engine loop's thread only."""
+        if not on_engine_thread():
+            raise RuntimeError("explain_now called off the engine thread")
+        return explain(self._running(), facts, code)
 
     def evaluate(
         self, facts: Sequence[Fact], should_stop: Callable[[], bool]
     ) -> Iterator[Conclusion | EvaluationResult]:
-        """Yield each conclusion as it is derived, then the `EvaluationResult`.
+        """From any thread: each conclusion, then the `EvaluationResult`.
 
-        Raises `EngineFailure` or `EvaluationCancelled` from the engine thread.
+        Raises `EngineFailure` or `EvaluationCancelled` as the engine did.
         """
-        results: queue.SimpleQueue[list[Conclusion] | EvaluationResult | BaseException] = (
-            queue.SimpleQueue()
-        )
-        self._submit(_Job(facts, should_stop, results))
-        while True:
-            item = results.get()  # a stage's conclusions, then the result
-            if isinstance(item, BaseException):
-                raise item
-            if isinstance(item, EvaluationResult):
-                yield item
-                return
-            yield from item
-
-    def evaluate_request(
-        self, request: pb.EvaluateRequest, max_facts: int, should_stop: Callable[[], bool]
-    ) -> Iterator[pb.EvaluateResponse]:
-        """Validated on the caller's thread, evaluated on the engine thread."""
-        facts = validate_facts(facts_from_proto(request.facts), max_facts)
-        for item in self.evaluate(facts, should_stop):
-            if isinstance(item, EvaluationResult):
-                yield summary_response(item)
-            else:
-                yield conclusion_response(item)
+        result = self._call(lambda: self.evaluate_now(facts, should_stop))
+        yield from result.conclusions
+        yield result
 
     def explain(self, facts: Sequence[Fact], code: str) -> Explanation:
-        return self._call(lambda engine: explain(engine, facts, code))
+        """From any thread."""
+        return self._call(lambda: self.explain_now(facts, code))
 
-    def _call(self, function: Callable[[RulesEngine], T]) -> T:
-        """Run `function(engine)` on the engine thread and return its result."""
-        results: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._submit(_Call(function, results))
-        result = results.get()
-        if isinstance(result, _Failed):
-            raise result.error
-        return result
+    def _call(self, function: Callable[[], T]) -> T:
+        """`function()` on the engine thread: at once if this is it, else handed
+        to the loop (after the knowledge base has loaded) and waited for."""
+        if on_engine_thread():
+            return function()
+        if self._stopped or self._load_error is not None:
+            raise EngineFailure("rules engine is not running")
+        answer: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+
+        def run() -> None:
+            try:
+                answer.put((True, function()))
+            except BaseException as error:
+                answer.put((False, error))
+
+        self.loop.call_soon_threadsafe(run)
+        succeeded, value = answer.get()
+        if not succeeded:
+            raise value
+        return value  # type: ignore[no-any-return]
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish queued evaluations, then end the engine thread; later ones fail at once."""
-        with self._accepting:
-            if not self._stopped:
-                self._stopped = True
-                self._jobs.put(_STOP)
-        self._thread.join(timeout)
+        """Later calls fail at once with `EngineFailure` (the loop lives on: other
+        servers of this process may share it)."""
+        self._stopped = True

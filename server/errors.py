@@ -72,9 +72,9 @@ def _bad_request(
     return bad_request
 
 
-def abort(context: grpc.ServicerContext, status: grpc.Status) -> NoReturn:
+async def abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> NoReturn:
     """End the call with `status` (typed NoReturn: abort_with_status always raises)."""
-    context.abort_with_status(status)
+    await context.abort_with_status(status)
     raise AssertionError("abort_with_status returned")
 
 
@@ -118,6 +118,14 @@ def open_required() -> grpc.Status:
     return _status(
         code_pb2.INVALID_ARGUMENT,
         "the first message of a session stream must be 'open'",
+        REASON_OPEN_REQUIRED,
+    )
+
+
+def open_timeout(seconds: float) -> grpc.Status:
+    return _status(
+        code_pb2.DEADLINE_EXCEEDED,
+        f"a session stream must send 'open' within {seconds:g} s of starting",
         REASON_OPEN_REQUIRED,
     )
 

@@ -26,7 +26,8 @@ Message size itself is gRPC's `grpc.max_receive_message_length` (see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -264,52 +265,63 @@ def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
-class RequestGuardInterceptor(grpc.ServerInterceptor):
+class RequestGuardInterceptor(grpc.aio.ServerInterceptor):
     """Malformed messages and structural limits, for every method."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
 
-    def _admit(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def _admit(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """The request to hand to the service, or abort the call."""
         if request is _UNDECODABLE:
-            context.abort_with_status(errors.malformed_request())
+            await errors.abort(context, errors.malformed_request())
         request = _cut_batch(request, self.limits.max_facts)
         if _facts_fit(request, self.limits):
             return request
         violations = request_violations(request, self.limits)
         if violations:
-            context.abort_with_status(errors.limit_exceeded(violations))
+            await errors.abort(context, errors.limit_exceeded(violations))
         return request
 
-    def _requests(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-        for request in requests:
-            yield self._admit(request, context)
+    async def _requests(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        async for request in requests:
+            yield await self._admit(request, context)
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any
     ) -> Any:
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
         safe = _safe(handler.request_deserializer)
-        admit, requests = self._admit, self._requests
-        if handler.unary_unary or handler.unary_stream:
-            kind = "unary_unary" if handler.unary_unary else "unary_stream"
-            behavior = getattr(handler, kind)
-
-            def unary_request(request: Any, context: grpc.ServicerContext) -> Any:
-                return behavior(admit(request, context), context)
-
-            return handler._replace(request_deserializer=safe, **{kind: unary_request})
-        kind = "stream_unary" if handler.stream_unary else "stream_stream"
+        kind = next(
+            k
+            for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+            if getattr(handler, k) is not None
+        )
         behavior = getattr(handler, kind)
+        if kind.startswith("unary"):
+            admit = self._admit
+        else:
 
-        def request_stream(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
-            return behavior(requests(request_iterator, context), context)
+            async def admit(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                return self._requests(requests, context)
 
-        return handler._replace(request_deserializer=safe, **{kind: request_stream})
+        if inspect.isasyncgenfunction(behavior):
+
+            async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                async for response in behavior(await admit(request, context), context):
+                    yield response
+
+            return handler._replace(request_deserializer=safe, **{kind: streaming})
+
+        async def answering(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await behavior(await admit(request, context), context)
+
+        return handler._replace(request_deserializer=safe, **{kind: answering})
 
 
-def build_interceptors(limits: Limits) -> list[grpc.ServerInterceptor]:
+def build_interceptors(limits: Limits) -> list[grpc.aio.ServerInterceptor]:
     return [RequestGuardInterceptor(limits)]

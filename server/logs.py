@@ -1,7 +1,7 @@
 """Structured logs: one JSON object per line, and a correlation id per call.
 
-Every RPC gets a correlation id (128 random bits, hex) when it starts on its
-pool thread. Each log line written while serving the call carries it, and an
+Every RPC gets a correlation id (128 random bits, hex) when it starts. Each
+log line written while serving the call carries it, and an
 error status that asks the caller to report a failure (`INTERNAL`) quotes the
 same id, so an operator can find the call's lines from a caller's report.
 
@@ -14,10 +14,10 @@ same id, so an operator can find the call's lines from a caller's report.
   clients do not retry). Health checks pass ungated and health watches have a
   small gate of their own, so no load and no caller can starve the probes;
 
-- sets the call's correlation id and method in a `contextvars.ContextVar` for
-  exactly as long as the handler's own code runs (a streaming handler is
-  entered and left around each message, so nothing leaks into another call
-  served later on the same thread);
+- sets the call's correlation id and method in a `contextvars.ContextVar`:
+  grpc.aio serves each call in a task, and so a context, of its own, so
+  nothing leaks into another call (work a call hands to a thread takes a copy
+  of its context with it, see `server.session_rpc`);
 - writes one line when the call ends: method, status code, duration
   (DEBUG when OK, INFO otherwise), and counts and times the call in the
   Prometheus metrics (`server.metrics.record_rpc`);
@@ -38,7 +38,9 @@ message, whoever logs it.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import inspect
 import json
 import logging
 import os
@@ -47,7 +49,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -294,9 +296,13 @@ def report_failure(what: str, error: BaseException) -> str:
     return call_id
 
 
-def _code_name(context: grpc.ServicerContext, default: str) -> str:
+def _code_name(context: grpc.aio.ServicerContext, default: str) -> str:
     code = context.code()
-    return code.name if isinstance(code, grpc.StatusCode) else default
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if isinstance(code, int):  # grpc.aio reports the raw status number
+        return next((c.name for c in grpc.StatusCode if c.value[0] == code), default)
+    return default
 
 
 def _finished(call: CallInfo, code: str, started: float) -> None:
@@ -313,23 +319,24 @@ def _finished(call: CallInfo, code: str, started: float) -> None:
     )
 
 
-def _failed(
-    call: CallInfo, context: grpc.ServicerContext, error: Exception, started: float
+async def _failed(
+    call: CallInfo, context: grpc.aio.ServicerContext, error: BaseException, started: float
 ) -> None:
-    """An exception left the handler: re-raise a deliberate status, else answer INTERNAL."""
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):  # the handler aborted: its status stands
-        _finished(call, code.name, started)
-        raise error
-    if not context.is_active():  # the caller is gone (cancelled, deadline): no one to answer
-        _finished(call, "CANCELLED", started)
-        raise error
+    """An exception left the handler: a deliberate status or a cancellation stands
+    (the caller re-raises it); anything else is answered INTERNAL."""
+    if isinstance(error, asyncio.CancelledError) or context.cancelled():
+        _finished(call, "CANCELLED", started)  # the caller is gone: no one to answer
+        return
+    code = _code_name(context, "")
+    if code:  # the handler aborted: its status stands
+        _finished(call, code, started)
+        return
     report_failure("the call", error)
     _finished(call, "INTERNAL", started)
-    context.abort_with_status(errors.internal_error(call.correlation_id))
+    await context.abort_with_status(errors.internal_error(call.correlation_id))
 
 
-def _admit(method: str, gates: Gates | None, context: grpc.ServicerContext) -> CallInfo:
+async def _admit(method: str, gates: Gates | None, context: grpc.aio.ServicerContext) -> CallInfo:
     """The call's context, once a gate admitted it: a call arriving once shutdown
     began is refused UNAVAILABLE, one past the capacity RESOURCE_EXHAUSTED."""
     if gates is None or method == HEALTH_CHECK:
@@ -342,105 +349,81 @@ def _admit(method: str, gates: Gates | None, context: grpc.ServicerContext) -> C
             errors.shutting_down() if admission is Admission.SHUTTING_DOWN else errors.overloaded()
         )
         record_rpc(method.rsplit("/", 1)[-1], refusal.code.name, 0.0)
-        context.abort_with_status(refusal)
+        await context.abort_with_status(refusal)
     return CallInfo(new_correlation_id(), method, gate, waited_for)
 
 
-def _wrap_unary(
-    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str, gate: Gates | None
-) -> Callable[[Any, grpc.ServicerContext], Any]:
-    def unary(request: Any, context: grpc.ServicerContext) -> Any:
-        call = _admit(method, gate, context)
+def _wrap_coroutine(behavior: Callable[..., Any], method: str, gates: Gates | None) -> Any:
+    """A handler that returns its answer (unary response, or writes its own)."""
+
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        call = await _admit(method, gates, context)
         started = time.perf_counter()
         token = _CALL.set(call)
         try:
-            response = behavior(request, context)
+            response = await behavior(request, context)
+        except BaseException as error:
+            await _failed(call, context, error, started)
+            raise
+        else:
             _finished(call, _code_name(context, "OK"), started)
             return response
-        except Exception as error:
-            _failed(call, context, error, started)
-            raise  # not reached: _failed always raises
         finally:
             _CALL.reset(token)
 
-    return unary
+    return handle
 
 
-def _responses(
-    responses: Iterator[Any], call: CallInfo, context: grpc.ServicerContext, started: float
-) -> Iterator[Any]:
-    """Iterate a streaming handler with the call's context set only while it runs."""
-    while True:
-        token = _CALL.set(call)
-        try:
-            response = next(responses)
-        except StopIteration:
-            _finished(call, _code_name(context, "OK"), started)
-            return
-        except Exception as error:
-            _failed(call, context, error, started)
-            raise  # not reached
-        finally:
-            _CALL.reset(token)
-        try:
-            yield response
-        except GeneratorExit:  # gRPC stopped reading: the call was cancelled or ended
-            token = _CALL.set(call)
-            try:
-                close = getattr(responses, "close", None)
-                if close is not None:
-                    close()
-                _finished(call, _code_name(context, "CANCELLED"), started)
-            finally:
-                _CALL.reset(token)
-            raise
+def _wrap_generator(behavior: Callable[..., Any], method: str, gates: Gates | None) -> Any:
+    """A handler that streams its answers (an async generator)."""
 
-
-def _wrap_streaming(
-    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
-    method: str,
-    gate: Gates | None,
-) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
-    def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        call = _admit(method, gate, context)
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        call = await _admit(method, gates, context)
         started = time.perf_counter()
-        token = _CALL.set(call)
+        # Not reset: each call is served in a task (and context) of its own, and
+        # an abandoned generator is closed later from another context.
+        _CALL.set(call)
         try:
-            responses = iter(behavior(request, context))
-        except Exception as error:
-            _failed(call, context, error, started)
-            raise  # not reached
-        finally:
-            _CALL.reset(token)
-        return _responses(responses, call, context, started)
+            async for response in behavior(request, context):
+                yield response
+        except GeneratorExit:  # gRPC stopped reading: the call ended or was cancelled
+            _finished(call, _code_name(context, "CANCELLED"), started)
+            raise
+        except BaseException as error:
+            await _failed(call, context, error, started)
+            raise
+        else:
+            _finished(call, _code_name(context, "OK"), started)
 
-    return streaming
+    return handle
 
 
-class CallContextInterceptor(grpc.ServerInterceptor):
+def _wrap(behavior: Callable[..., Any], method: str, gates: Gates | None) -> Any:
+    if inspect.isasyncgenfunction(behavior):
+        return _wrap_generator(behavior, method, gates)
+    return _wrap_coroutine(behavior, method, gates)
+
+
+class CallContextInterceptor(grpc.aio.ServerInterceptor):
     """Admission, correlation id, end-of-call log line and a last-resort INTERNAL
     for every RPC."""
 
     def __init__(self, gates: Gates | None = None) -> None:
         self._gate = gates
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any
     ) -> Any:
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method, gate = method_name(handler_call_details.method), self._gate
-        if handler.unary_unary:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method, gate))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, method, gate))
-        if handler.unary_stream:
-            return handler._replace(
-                unary_stream=_wrap_streaming(handler.unary_stream, method, gate)
-            )
-        return handler._replace(stream_stream=_wrap_streaming(handler.stream_stream, method, gate))
+        for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return handler._replace(**{kind: _wrap(behavior, method, gate)})
+        return handler
 
 
-def build_interceptors(gates: Gates | None = None) -> list[grpc.ServerInterceptor]:
+def build_interceptors(gates: Gates | None = None) -> list[grpc.aio.ServerInterceptor]:
     return [CallContextInterceptor(gates)]

@@ -25,7 +25,7 @@ import logging
 import os
 import ssl
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -141,7 +141,7 @@ def check(config: SecurityConfig) -> None:
         load_tokens(config.auth_token_file)
 
 
-def bind(server: grpc.Server, config: SecurityConfig, address: str) -> int:
+def bind(server: grpc.aio.Server, config: SecurityConfig, address: str) -> int:
     """Add the server's port, TLS if configured; warn when plaintext leaves loopback."""
     credentials = server_credentials(config)
     if credentials is not None:
@@ -179,9 +179,9 @@ def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
 _REFUSALS = RateLimitedLog(log, "call refused: no valid bearer token")
 
 
-def _refuse(requests: Any, context: grpc.ServicerContext) -> Any:
+async def _refuse(requests: Any, context: grpc.aio.ServicerContext) -> None:
     _REFUSALS.event()
-    context.abort_with_status(errors.unauthenticated())
+    await errors.abort(context, errors.unauthenticated())
 
 
 # Every refused call, known method or not, unary or streaming, gets this one
@@ -192,7 +192,7 @@ def _refuse(requests: Any, context: grpc.ServicerContext) -> Any:
 _DENY = grpc.stream_stream_rpc_method_handler(_refuse)
 
 
-class BearerTokenInterceptor(grpc.ServerInterceptor):
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """`UNAUTHENTICATED` for every RPC without a known bearer token, except health."""
 
     def __init__(self, tokens: Iterable[str]) -> None:
@@ -208,17 +208,17 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
             matched |= hmac.compare_digest(presented, digest)
         return matched and token is not None
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any
     ) -> Any:
         if handler_call_details.method.startswith(HEALTH_SERVICE_PREFIX):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         if self.authorized(handler_call_details.invocation_metadata):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         return _DENY
 
 
-def build_interceptors(config: SecurityConfig) -> list[grpc.ServerInterceptor]:
+def build_interceptors(config: SecurityConfig) -> list[grpc.aio.ServerInterceptor]:
     """The access-control interceptors for `config` (none without a token file)."""
     if not config.auth_token_file:
         return []

@@ -1,13 +1,16 @@
 """The servicer: maps the knowledge base to `cds.v1.DecisionSupportService`.
 
-Validation and conversion run on the gRPC pool thread; rules run on the engine
-thread (`EngineWorker`). Nothing here decides anything clinical.
+Every call runs on the engine loop (`server.engine`), the rules inline;
+session work that blocks on the store runs on threads. Nothing here decides
+anything clinical.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
 from typing import Any, NoReturn
 
 import grpc
@@ -15,10 +18,16 @@ import grpc
 from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from kb.catalogue import CATALOGUE
-from kb.engine import EvaluationCancelled
+from kb.engine import EvaluationCancelled, EvaluationResult
 from kb.facts import MAX_FACTS_PER_REQUEST, Fact, InvalidFacts, validate_facts
 from server import errors, logs
-from server.convert import explanation_to_proto, facts_from_proto, knowledge_base_to_proto
+from server.convert import (
+    conclusion_response,
+    explanation_to_proto,
+    facts_from_proto,
+    knowledge_base_to_proto,
+    summary_response,
+)
 from server.engine import EngineWorker
 from server.session_rpc import delete_session, stream_session
 from server.sessions import SessionManager
@@ -26,78 +35,104 @@ from server.sessions import SessionManager
 log = logging.getLogger(__name__)
 
 
-def _engine_failed(context: grpc.ServicerContext, method: str, error: Exception) -> NoReturn:
+async def _engine_failed(
+    context: grpc.aio.ServicerContext, method: str, error: Exception
+) -> NoReturn:
     """Fail this call only, with a correlation id shared by the log and the status."""
-    errors.abort(context, errors.engine_failure(logs.report_failure(method, error)))
+    await errors.abort(context, errors.engine_failure(logs.report_failure(method, error)))
 
 
-def _rejected(context: grpc.ServicerContext, method: str, error: InvalidFacts) -> NoReturn:
-    log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
-    errors.abort(context, errors.invalid_facts(error))
-
-
-def _validated(
-    context: grpc.ServicerContext, method: str, facts: Any, max_facts: int
+async def _validated(
+    context: grpc.aio.ServicerContext, method: str, facts: Any, max_facts: int
 ) -> list[Fact]:
     try:
         return validate_facts(facts_from_proto(facts), max_facts)
     except InvalidFacts as error:
-        _rejected(context, method, error)
+        log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
+        status = errors.invalid_facts(error)
+    await errors.abort(context, status)
 
 
 class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
+    """Runs on the engine loop (`server.engine`): the rules run inline, the
+    session store's blocking work on `blocking` threads."""
+
     def __init__(
         self,
         worker: EngineWorker,
         max_facts: int = MAX_FACTS_PER_REQUEST,
         sessions: SessionManager | None = None,
+        blocking: Executor | None = None,
     ) -> None:
         self._worker = worker
         self._sessions = sessions
+        self._blocking = blocking
         self._max_facts = max_facts
         self._knowledge_base = knowledge_base_to_proto()
 
-    def Evaluate(
-        self, request: pb.EvaluateRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.EvaluateResponse]:
-        try:
-            yield from self._worker.evaluate_request(
-                request, self._max_facts, lambda: not context.is_active()
-            )
-        except InvalidFacts as error:  # raised before the first message: nothing was sent
-            _rejected(context, "evaluate", error)
-        except EvaluationCancelled:
-            log.info("evaluate stopped: call cancelled or deadline passed")
-        except Exception as error:
-            _engine_failed(context, "evaluate", error)
+    async def Evaluate(
+        self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.EvaluateResponse]:
+        facts = await _validated(context, "evaluate", request.facts, self._max_facts)
+        stages = self._worker.stages_now(facts, _caller_gone(context))
+        with contextlib.closing(stages):  # an early end deletes the engine's state
+            while True:
+                try:
+                    derived = next(stages)  # one stage, inline on the loop
+                except StopIteration as finished:
+                    result: EvaluationResult = finished.value
+                    break
+                except EvaluationCancelled:
+                    log.info("evaluate stopped: call cancelled or deadline passed")
+                    return
+                except Exception as error:
+                    await _engine_failed(context, "evaluate", error)
+                for conclusion in derived:  # while they go out, the loop serves others
+                    yield conclusion_response(conclusion)
+        yield summary_response(result)
 
-    def Explain(
-        self, request: pb.ExplainRequest, context: grpc.ServicerContext
+    async def Explain(
+        self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExplainResponse:
         if request.code not in CATALOGUE:
-            errors.abort(context, errors.unknown_code())
-        facts = _validated(context, "explain", request.facts, self._max_facts)
+            await errors.abort(context, errors.unknown_code())
+        facts = await _validated(context, "explain", request.facts, self._max_facts)
         try:
-            explanation = self._worker.explain(facts, request.code)
+            explanation = self._worker.explain_now(facts, request.code)
         except Exception as error:
-            _engine_failed(context, "explain", error)
+            await _engine_failed(context, "explain", error)
         return explanation_to_proto(explanation)
 
-    def GetKnowledgeBase(
-        self, request: pb.GetKnowledgeBaseRequest, context: grpc.ServicerContext
+    async def GetKnowledgeBase(
+        self, request: pb.GetKnowledgeBaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetKnowledgeBaseResponse:
         return self._knowledge_base
 
-    def StreamSession(
-        self, request_iterator: Iterator[pb.StreamSessionRequest], context: grpc.ServicerContext
-    ) -> Iterator[pb.StreamSessionResponse]:
-        if self._sessions is None:
-            errors.abort(context, errors.not_implemented("StreamSession"))
-        return stream_session(self._sessions, request_iterator, context)
+    async def StreamSession(
+        self,
+        request_iterator: AsyncIterator[pb.StreamSessionRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.StreamSessionResponse]:
+        if self._sessions is None or self._blocking is None:
+            await errors.abort(context, errors.not_implemented("StreamSession"))
+        async for response in stream_session(
+            self._sessions, self._blocking, request_iterator, context
+        ):
+            yield response
 
-    def DeleteSession(
-        self, request: pb.DeleteSessionRequest, context: Any
+    async def DeleteSession(
+        self, request: pb.DeleteSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteSessionResponse:
-        if self._sessions is None:
-            errors.abort(context, errors.not_implemented("DeleteSession"))
-        return delete_session(self._sessions, request, context)
+        if self._sessions is None or self._blocking is None:
+            await errors.abort(context, errors.not_implemented("DeleteSession"))
+        return await delete_session(self._sessions, self._blocking, request, context)
+
+
+def _caller_gone(context: grpc.aio.ServicerContext) -> Callable[[], bool]:
+    """Polled before each stage: the call was cancelled or its deadline passed."""
+
+    def gone() -> bool:
+        remaining = context.time_remaining()
+        return context.cancelled() or (remaining is not None and remaining <= 0)
+
+    return gone

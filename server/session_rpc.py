@@ -15,10 +15,15 @@ relies on HTTP/2 keepalive (see `server.app`) to notice dead peers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import functools
 import logging
 import threading
-from collections.abc import Iterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from typing import NoReturn, TypeVar
 
 import grpc
 
@@ -42,6 +47,7 @@ from server.sessions import (
 from server.store import StoreError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How long an accepted session stream may take to send `open`.
 OPEN_TIMEOUT_SECONDS = 10.0
@@ -49,20 +55,34 @@ OPEN_TIMEOUT_SECONDS = 10.0
 _CHANGE_TYPES = {kind: pb.ChangeType.Value(f"CHANGE_TYPE_{kind.value}") for kind in ChangeType}
 
 
-def _fail(context: grpc.ServicerContext, what: str, error: Exception) -> NoReturn:
+async def _fail(context: grpc.aio.ServicerContext, what: str, error: Exception) -> NoReturn:
     """End the call with the status for `error`; unexpected failures get a correlation id."""
     if isinstance(error, SessionNotFound):
-        errors.abort(context, errors.session_not_found())
+        await errors.abort(context, errors.session_not_found())
     if isinstance(error, TooManyStreams):
-        errors.abort(context, errors.too_many_streams(error.args[0]))
+        await errors.abort(context, errors.too_many_streams(error.args[0]))
     if isinstance(error, TooManySessions):
-        errors.abort(context, errors.session_limit(error.args[0]))
+        await errors.abort(context, errors.session_limit(error.args[0]))
     if isinstance(error, Contention):
-        errors.abort(context, errors.session_busy())
+        await errors.abort(context, errors.session_busy())
     correlation_id = logs.report_failure(what, error)
     if isinstance(error, StoreError):
-        errors.abort(context, errors.store_unavailable(correlation_id))
-    errors.abort(context, errors.engine_failure(correlation_id))
+        await errors.abort(context, errors.store_unavailable(correlation_id))
+    await errors.abort(context, errors.engine_failure(correlation_id))
+
+
+async def _blocking(pool: Executor, function: Callable[[], T]) -> T:
+    """`function()` on a `pool` thread, with this call's context (its log
+    correlation id). If the call is cancelled meanwhile, the work is still
+    waited for, so nothing after it (releasing the session) overtakes it."""
+    context = contextvars.copy_context()
+    future = asyncio.get_running_loop().run_in_executor(pool, context.run, function)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await future
+        raise
 
 
 def _change(change: Change, version: int) -> pb.ConclusionChange:
@@ -93,40 +113,38 @@ def _batch(request: pb.StreamSessionRequest) -> Batch | None:
     return None
 
 
-def stream_session(
+async def stream_session(
     sessions: SessionManager,
-    request_iterator: Iterator[pb.StreamSessionRequest],
-    context: grpc.ServicerContext,
-) -> Iterator[pb.StreamSessionResponse]:
-    def should_stop() -> bool:
-        return not context.is_active()
-
+    pool: Executor,
+    request_iterator: AsyncIterator[pb.StreamSessionRequest],
+    context: grpc.aio.ServicerContext,
+) -> AsyncIterator[pb.StreamSessionResponse]:
+    ended = threading.Event()  # polled by the engine between stages, from any thread
+    context.add_done_callback(lambda _: ended.set())
+    should_stop = ended.is_set
     try:
-        sessions.accept()  # counted from now: an unopened stream holds a thread too
+        sessions.accept()  # counted from now: an unopened stream holds a slot too
     except TooManyStreams as error:
-        _fail(context, "session accept", error)
+        await _fail(context, "session accept", error)
     opened = False
     try:
-        requests = iter(request_iterator)
-        # A caller that never sends `open` is cut off rather than holding a thread.
-        cut_off = threading.Timer(OPEN_TIMEOUT_SECONDS, context.cancel)
-        cut_off.daemon = True
-        cut_off.start()
-        try:
-            first = next(requests, None)
-        except grpc.RpcError:
-            return  # the client went away (or was cut off) before opening
-        finally:
-            cut_off.cancel()
+        requests = aiter(request_iterator)
+        try:  # a caller that never sends `open` is cut off rather than holding a slot
+            first = await asyncio.wait_for(anext(requests, None), OPEN_TIMEOUT_SECONDS)
+        except TimeoutError:
+            await errors.abort(context, errors.open_timeout(OPEN_TIMEOUT_SECONDS))
         if first is None or first.WhichOneof("action") != "open":
-            errors.abort(context, errors.open_required())
+            await errors.abort(context, errors.open_required())
         opened = True  # from here `open` owns the count, released or ended on failure
+        session_id = first.open.session_id
         try:
-            snapshot = sessions.open(first.open.session_id, should_stop, accepted=True)
+            snapshot = await _blocking(
+                pool, functools.partial(sessions.open, session_id, should_stop, accepted=True)
+            )
         except EvaluationCancelled:
             return
         except Exception as error:
-            _fail(context, "session open", error)
+            await _fail(context, "session open", error)
     finally:
         if not opened:
             sessions.abandon()
@@ -145,12 +163,15 @@ def stream_session(
             )
         )
         baseline = snapshot.conclusions  # what this stream was last told
-        for request in requests:
+        async for request in requests:
             batch = _batch(request)
             if batch is None:
-                errors.abort(context, errors.unexpected_message())
+                await errors.abort(context, errors.unexpected_message())
             try:
-                applied = sessions.apply(session_id, batch, baseline, should_stop)
+                applied = await _blocking(
+                    pool,
+                    functools.partial(sessions.apply, session_id, batch, baseline, should_stop),
+                )
             except BatchRejection as rejection:
                 log.info(
                     "session %s batch rejected: %s, %d violation(s)",
@@ -165,7 +186,7 @@ def stream_session(
             except EvaluationCancelled:
                 return
             except Exception as error:
-                _fail(context, "session batch", error)
+                await _fail(context, "session batch", error)
             # Committed durably before the first event goes out.
             for change in applied.changes:
                 yield pb.StreamSessionResponse(change=_change(change, applied.version))
@@ -173,19 +194,20 @@ def stream_session(
                 applied=pb.BatchApplied(version=applied.version, knowledge_base_version=kb.VERSION)
             )
             baseline = applied.conclusions
-    except grpc.RpcError:
-        return  # the client cancelled or the connection broke while we waited for it
     finally:
         sessions.release(session_id)
 
 
-def delete_session(
-    sessions: SessionManager, request: pb.DeleteSessionRequest, context: Any
+async def delete_session(
+    sessions: SessionManager,
+    pool: Executor,
+    request: pb.DeleteSessionRequest,
+    context: grpc.aio.ServicerContext,
 ) -> pb.DeleteSessionResponse:
     try:
-        deleted = sessions.delete(request.session_id)
+        deleted = await _blocking(pool, functools.partial(sessions.delete, request.session_id))
     except Exception as error:
-        _fail(context, "session delete", error)
+        await _fail(context, "session delete", error)
     if not deleted:
-        errors.abort(context, errors.session_not_found())
+        await errors.abort(context, errors.session_not_found())
     return pb.DeleteSessionResponse()

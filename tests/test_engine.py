@@ -59,6 +59,34 @@ def test_engine_ids_have_distinct_32_bit_hashes(engine: RulesEngine) -> None:
     assert len({fnv1a_32(i) for i in ids}) == len(ids)
 
 
+def test_sids_have_distinct_32_bit_hashes() -> None:
+    """Evaluations may be live together: their sids must never share state."""
+    from kb.engine import _FREE_SIDS, MAX_LIVE_EVALUATIONS
+
+    assert len({fnv1a_32(sid) for sid in _FREE_SIDS}) == MAX_LIVE_EVALUATIONS
+
+
+def test_interleaved_evaluations_each_get_their_own_answer(engine: RulesEngine) -> None:
+    """Stage by stage, two evaluations driven in turn on one thread (as the
+    server's event loop does) give exactly what each gives alone."""
+    first = validate_facts([HEADACHE, EXAM, PATIENT, SCREEN])
+    second = validate_facts([HEADACHE, EXAM, PATIENT])
+    alone = [[c.code for c in engine.evaluate(facts).conclusions] for facts in (first, second)]
+    runs = [engine.stages(first), engine.stages(second)]
+    derived: list[list[str]] = [[], []]
+    finished = [False, False]
+    while not all(finished):
+        for index, run in enumerate(runs):
+            if finished[index]:
+                continue
+            try:
+                derived[index] += [c.code for c in next(run)]
+            except StopIteration as result:
+                finished[index] = True
+                assert [c.code for c in result.value.conclusions] == derived[index]
+    assert derived == alone and derived[0] != derived[1]
+
+
 def test_host_never_starts_the_racing_dispatch_threads() -> None:
     before = {thread.ident for thread in threading.enumerate()}
     _QuietHost()

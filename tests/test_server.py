@@ -185,10 +185,10 @@ class _SlowEngine(RulesEngine):
         self.stages_closed.append(stage)
         return super()._close_stage(evaluation, stage)
 
-    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+    def stages(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().evaluate(*args, **kwargs)
-        except BaseException:
+            return (yield from super().stages(*args, **kwargs))
+        except BaseException:  # stopped, or closed before its end
             self.cancelled.set()
             raise
 

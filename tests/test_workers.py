@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,10 +20,8 @@ from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from client.api import BatchApplied, CdsClient, Conclusion
 from server.app import ServerConfig, create_server
-from server.engine import EngineWorker
 from tests.conftest import to_proto_facts
 from tests.sockets import listener_pid
-from tests.test_server import _SlowEngine
 from tests.test_sessions_process import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,23 +143,33 @@ def test_sessions_stay_consistent_across_workers(
 
 
 def test_overload_is_refused_at_once() -> None:
-    """Past max_concurrent_rpcs, RESOURCE_EXHAUSTED now, not a place in a queue."""
-    running = create_server(
-        ServerConfig(port=0, max_concurrent_rpcs=2), worker=EngineWorker(_SlowEngine)
-    )
+    """Past max_concurrent_rpcs, RESOURCE_EXHAUSTED now, not a place in a queue.
+
+    Two session streams that have not opened a session yet hold both slots
+    (they count from acceptance, and wait without the engine)."""
+    running = create_server(ServerConfig(port=0, max_concurrent_rpcs=2))
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
         stub = pb_grpc.DecisionSupportServiceStub(channel)
+        release = threading.Event()
+
+        def opening_later() -> Iterator[pb.StreamSessionRequest]:
+            release.wait(10)
+            yield pb.StreamSessionRequest(open=pb.OpenSession())
+
+        busy = [stub.StreamSession(opening_later(), timeout=10) for _ in range(2)]
+        time.sleep(0.3)  # both streams are accepted and waiting
         request = pb.EvaluateRequest(facts=to_proto_facts(POTS))
-        busy = [stub.Evaluate(request, timeout=10) for _ in range(2)]
-        time.sleep(0.2)  # both calls are in flight: the slow engine takes 0.9 s per call
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as raised:
             list(stub.Evaluate(request, timeout=10))
         assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert time.monotonic() - started < 0.25
+        release.set()
         for stream in busy:
-            assert list(stream)[-1].WhichOneof("event") == "summary"
+            assert next(stream).WhichOneof("event") == "opened"
+            stream.cancel()
+        time.sleep(0.2)
         assert len(list(stub.Evaluate(request, timeout=10))) > 1  # capacity is back
     finally:
         running.stop(grace=1)
