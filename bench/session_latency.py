@@ -21,14 +21,18 @@ rows can differ by that tick depending on how batches fall between ticks.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import queue
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from client.api import BatchApplied, CdsClient  # noqa: E402
+from client.api import BatchApplied, CdsClient, CdsError, SessionSnapshot  # noqa: E402
 from kb.facts import FactIn  # noqa: E402
 from server.engine import EngineWorker  # noqa: E402
 from server.sessions import Batch, SessionManager  # noqa: E402
@@ -161,34 +165,85 @@ def _wait_until_serving(target: str) -> None:
             time.sleep(0.1)
 
 
-def _over_grpc(count: int, db: Path) -> list[float]:
+@contextmanager
+def _server(session_db: str) -> Iterator[str]:
+    """A server process on `session_db` (a SQLite path or a postgresql:// URL); its target."""
     port = _free_port()
     command = [sys.executable, "-m", "server", "--port", str(port), "--log-level", "WARNING"]
-    server = subprocess.Popen([*command, "--session-db", str(db)], cwd=ROOT)
+    server = subprocess.Popen([*command, "--workers", "1", "--session-db", session_db], cwd=ROOT)
     try:
         _wait_until_serving(f"127.0.0.1:{port}")
-        with CdsClient(f"127.0.0.1:{port}", timeout=10) as cds, cds.session() as session:
-            if not session.apply(INITIAL).applied:
-                raise SystemExit("the initial facts were rejected")
-            for i in range(min(count, 100)):  # warm-up: same batches, same sizes
-                session.apply(*_batch(i))
-            offset = min(count, 100)
-
-            def apply(i: int) -> None:
-                facts, retract = _batch(offset + i)
-                for event in session.send(facts, retract):
-                    if isinstance(event, BatchApplied):
-                        return
-                raise SystemExit(f"batch {offset + i} was rejected")
-
-            times = _measure(count, apply)
-            current = len(session.conclusions)
-            cds.delete_session(session.session_id)
-        print(f"the gRPC session ended with {current} current conclusion(s)")
-        return times
+        yield f"127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(30)
+
+
+def _over_grpc(count: int, session_db: str) -> list[float]:
+    with (
+        _server(session_db) as target,
+        CdsClient(target, timeout=10) as cds,
+        cds.session() as session,
+    ):
+        if not session.apply(INITIAL).applied:
+            raise SystemExit("the initial facts were rejected")
+        for i in range(min(count, 100)):  # warm-up: same batches, same sizes
+            session.apply(*_batch(i))
+        offset = min(count, 100)
+
+        def apply(i: int) -> None:
+            facts, retract = _batch(offset + i)
+            for event in session.send(facts, retract):
+                if isinstance(event, BatchApplied):
+                    return
+            raise SystemExit(f"batch {offset + i} was rejected")
+
+        times = _measure(count, apply)
+        current = len(session.conclusions)
+        cds.delete_session(session.session_id)
+    print(f"the gRPC session ended with {current} current conclusion(s)")
+    return times
+
+
+def _watch_latency(count: int, session_db: str) -> list[float]:
+    """A writer on one server process, a watcher on another sharing the store:
+    from sending a batch to the watcher's BatchApplied for it (SQLite: the
+    watcher polls the shared file; PostgreSQL: LISTEN/NOTIFY)."""
+    with (
+        _server(session_db) as writer_target,
+        _server(session_db) as watcher_target,
+        CdsClient(writer_target, timeout=10) as cds,
+        cds.session() as session,
+        CdsClient(watcher_target, timeout=10) as other,
+    ):
+        if not session.apply(INITIAL).applied:
+            raise SystemExit("the initial facts were rejected")
+        seen: queue.SimpleQueue[tuple[float, int]] = queue.SimpleQueue()
+
+        def follow() -> None:
+            with contextlib.suppress(CdsError):  # the session is deleted at the end
+                for event in other.watch(session.session_id):
+                    if isinstance(event, BatchApplied | SessionSnapshot):
+                        seen.put((time.perf_counter(), event.version))
+
+        threading.Thread(target=follow, daemon=True).start()
+        seen.get(timeout=30)  # subscribed: the snapshot
+
+        def apply(i: int) -> None:
+            if not session.apply(*_batch(i)).applied:
+                raise SystemExit(f"batch {i} was rejected")
+
+        times = []
+        for i in range(count):
+            started = time.perf_counter()
+            apply(i)
+            while True:
+                at, version = seen.get(timeout=30)
+                if version >= session.version:
+                    times.append(at - started)
+                    break
+        cds.delete_session(session.session_id)
+    return times
 
 
 def _in_process(count: int, db: Path) -> list[float]:
@@ -258,7 +313,7 @@ def main() -> None:
         rows = [
             _row(
                 "batch -> BatchApplied over gRPC (loopback, 1 client)",
-                _over_grpc(args.count, folder / "grpc.db"),
+                _over_grpc(args.count, str(folder / "grpc.db")),
             ),
             _row(
                 "SessionManager.apply in-process (validate, engine, commit)",

@@ -146,6 +146,17 @@ class BatchApplied:
 
 
 @dataclass(frozen=True)
+class SessionSnapshot:
+    """A watched session's conclusions at `version`: the first event of a watch,
+    and again whenever the watcher fell behind (the version then jumps)."""
+
+    session_id: str
+    version: int
+    knowledge_base_version: str
+    conclusions: tuple[Conclusion, ...]
+
+
+@dataclass(frozen=True)
 class BatchRejected:
     """The batch was refused whole; the session is unchanged and stays open.
 
@@ -425,6 +436,39 @@ class CdsClient:
             )
         except grpc.RpcError as error:
             raise error_from_rpc(error) from error
+
+    def watch(self, session_id: str) -> Iterator[SessionSnapshot | ConclusionChange | BatchApplied]:
+        """Follow a session without writing to it: a `SessionSnapshot`, then for
+        each batch any writer commits its `ConclusionChange`s and a
+        `BatchApplied`; a fresh `SessionSnapshot` when batches were skipped
+        (the watcher fell behind). Runs until the caller stops iterating (which
+        cancels the call) or the session is deleted or expires (`CdsError`
+        NOT_FOUND). No deadline: a watch is long-lived. Watching never keeps a
+        session from expiring.
+        """
+        call = self._stub.WatchSession(pb.WatchSessionRequest(session_id=session_id))
+        try:
+            for response in call:
+                event = response.WhichOneof("event")
+                if event == "snapshot":
+                    snapshot = response.snapshot
+                    yield SessionSnapshot(
+                        snapshot.session_id,
+                        snapshot.version,
+                        snapshot.knowledge_base_version,
+                        tuple(map(conclusion_from_proto, snapshot.current)),
+                    )
+                elif event == "change":
+                    yield change_from_proto(response.change)
+                elif event == "applied":
+                    yield BatchApplied(
+                        response.applied.version, response.applied.knowledge_base_version
+                    )
+                # An event this client does not know yet (a newer server) is skipped.
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from error
+        finally:
+            call.cancel()
 
     def _deadline(self, timeout: float | None) -> float:
         if timeout is None:

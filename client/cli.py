@@ -5,6 +5,7 @@
     python -m client [--target HOST:PORT] [--timeout S] kb [--json]
     python -m client [--target HOST:PORT] session TIMELINE.jsonl [--session-id ID]
                      [--json] [--no-delay] [--delete]
+    python -m client [--target HOST:PORT] watch SESSION_ID [--json]
 
 FILE.json is `{"description": "...", "facts": [{"id": ..., "type": ..., "fields": {...}}]}`
 ("description" is optional and printed as a header).
@@ -17,6 +18,11 @@ then the conclusions it added, updated and withdrew are printed as they stream,
 then the session's new version. A new session is opened unless `--session-id`
 resumes one; its id is printed so it can be resumed later. A session resumed
 after the knowledge base was upgraded first prints what the upgrade changed.
+
+`watch` follows a session without writing to it: its conclusions now, then
+every batch any writer commits (on any replica sharing the store), as it
+happens, until interrupted or the session is deleted or expires (exit 2,
+NOT_FOUND). A watcher that falls behind gets a fresh snapshot.
 
 Conclusions are printed as they arrive, so a slow evaluation shows its first
 findings at once. `--json` prints one JSON object per line for machines.
@@ -58,6 +64,7 @@ from client.api import (
     CdsUnavailable,
     Conclusion,
     ConclusionChange,
+    SessionSnapshot,
     Summary,
     kind_name,
     urgency_name,
@@ -255,6 +262,9 @@ class _Printer:
             )
             self.line(f"  {kind.replace('_', ' ').lower():<22}{codes}")
 
+    def current(self, c: Conclusion) -> None:
+        self.line(f"  = current   [{c.kind.replace('_', ' ')}] {c.urgency}  {c.code}")
+
     def change(self, change: ConclusionChange) -> None:
         c = change.conclusion
         mark = {"ADDED": "+", "UPDATED": "~", "WITHDRAWN": "-"}.get(change.type, "?")
@@ -441,7 +451,7 @@ def _session(args: argparse.Namespace, out: TextIO) -> int:
                 for change in s.knowledge_base_changes:
                     printer.change(change)
             for c in s.conclusions.values():
-                printer.line(f"  = current   [{c.kind.replace('_', ' ')}] {c.urgency}  {c.code}")
+                printer.current(c)
             printer.line()
         for number, step in enumerate(steps, start=1):
             if step.delay and not args.no_delay:
@@ -478,6 +488,39 @@ def _session(args: argparse.Namespace, out: TextIO) -> int:
         printer.line(
             "session deleted" if args.delete else f"resume it with --session-id {session_id}"
         )
+    return EXIT_OK
+
+
+def _watch(args: argparse.Namespace, out: TextIO) -> int:
+    printer = _Printer(out, _color_wanted(out, args.color))
+    with _client(args) as cds:
+        for event in cds.watch(args.session_id):
+            if args.json:
+                if isinstance(event, SessionSnapshot):
+                    record = {
+                        "event": "snapshot",
+                        "session_id": event.session_id,
+                        "version": event.version,
+                        "knowledge_base_version": event.knowledge_base_version,
+                        "current": [dataclasses.asdict(c) for c in event.conclusions],
+                    }
+                else:
+                    record = _session_event(event)
+                print(json.dumps(record), file=out, flush=True)
+            elif isinstance(event, SessionSnapshot):
+                printer.line(
+                    f"session {event.session_id} at version {event.version} "
+                    f"(knowledge base {event.knowledge_base_version})"
+                )
+                for c in event.conclusions:
+                    printer.current(c)
+                printer.line()
+            elif isinstance(event, ConclusionChange):
+                printer.change(event)
+            else:
+                printer.line(f"  version {event.version}")
+                printer.line()
+            out.flush()
     return EXIT_OK
 
 
@@ -567,6 +610,16 @@ def _parser() -> argparse.ArgumentParser:
         "--color", action="store_true", help="highlight urgency even when not on a terminal"
     )
     session.set_defaults(run=_session)
+
+    watch = commands.add_parser(
+        "watch", help="follow a session's conclusions as any writer changes them"
+    )
+    watch.add_argument("session_id", metavar="SESSION_ID")
+    watch.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch.add_argument(
+        "--color", action="store_true", help="highlight urgency even when not on a terminal"
+    )
+    watch.set_defaults(run=_watch)
 
     explain = commands.add_parser(
         "explain", help="why (or why not) CODE for the facts in FILE.json"

@@ -31,6 +31,7 @@ from server.resilient_store import ReopeningSessionStore
 from server.service import DecisionSupportService
 from server.sessions import DEFAULT_TTL_SECONDS, SessionManager
 from server.store import SessionStore, SqliteSessionStore, is_postgres_url
+from server.watch import ChangeFeed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -198,8 +199,11 @@ def create_server(
         max_workers=config.session_streams(), thread_name_prefix="session-store"
     )
     cleanups.append(lambda: blocking.shutdown(wait=False, cancel_futures=True))
+    feed = ChangeFeed(worker.loop, store)
+    cleanups.append(feed.stop)
+    sessions.changed = feed.publish
     service = DecisionSupportService(
-        worker, max_facts=config.max_facts, sessions=sessions, blocking=blocking
+        worker, max_facts=config.max_facts, sessions=sessions, blocking=blocking, feed=feed
     )
     try:
         server, port, health_servicer = asyncio.run_coroutine_threadsafe(

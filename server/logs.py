@@ -188,7 +188,13 @@ MAX_HEALTH_WATCHES = 4  # per process: a watcher needs one; anyone may open them
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 # Long-lived calls shutdown does not wait for (they end with the grace period).
-_NOT_WAITED_FOR = frozenset({"/cds.v1.DecisionSupportService/StreamSession", HEALTH_WATCH})
+_NOT_WAITED_FOR = frozenset(
+    {
+        "/cds.v1.DecisionSupportService/StreamSession",
+        "/cds.v1.DecisionSupportService/WatchSession",
+        HEALTH_WATCH,
+    }
+)
 
 
 @dataclass(frozen=True)

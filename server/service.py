@@ -29,8 +29,9 @@ from server.convert import (
     summary_response,
 )
 from server.engine import EngineWorker
-from server.session_rpc import delete_session, stream_session
+from server.session_rpc import delete_session, stream_session, watch_session
 from server.sessions import SessionManager
+from server.watch import ChangeFeed
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,12 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
         max_facts: int = MAX_FACTS_PER_REQUEST,
         sessions: SessionManager | None = None,
         blocking: Executor | None = None,
+        feed: ChangeFeed | None = None,
     ) -> None:
         self._worker = worker
         self._sessions = sessions
         self._blocking = blocking
+        self._feed = feed
         self._max_facts = max_facts
         self._knowledge_base = knowledge_base_to_proto()
 
@@ -126,6 +129,16 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
         if self._sessions is None or self._blocking is None:
             await errors.abort(context, errors.not_implemented("DeleteSession"))
         return await delete_session(self._sessions, self._blocking, request, context)
+
+    async def WatchSession(
+        self, request: pb.WatchSessionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchSessionResponse]:
+        if self._sessions is None or self._blocking is None or self._feed is None:
+            await errors.abort(context, errors.not_implemented("WatchSession"))
+        async for response in watch_session(
+            self._sessions, self._feed, self._blocking, request, context
+        ):
+            yield response
 
 
 def _caller_gone(context: grpc.aio.ServicerContext) -> Callable[[], bool]:

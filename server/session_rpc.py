@@ -38,13 +38,16 @@ from server.sessions import (
     Change,
     ChangeType,
     Contention,
+    Observed,
     SessionManager,
     SessionNotFound,
     TooManySessions,
     TooManyStreams,
+    diff,
     tag,
 )
 from server.store import StoreError
+from server.watch import ChangeFeed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -211,3 +214,68 @@ async def delete_session(
     if not deleted:
         await errors.abort(context, errors.session_not_found())
     return pb.DeleteSessionResponse()
+
+
+def _snapshot(observed: Observed) -> pb.WatchSessionResponse:
+    return pb.WatchSessionResponse(
+        snapshot=pb.SessionOpened(
+            session_id=observed.session_id,
+            current=[conclusion_to_proto(c) for c in observed.conclusions],
+            version=observed.version,
+            knowledge_base_version=kb.VERSION,
+        )
+    )
+
+
+async def watch_session(
+    sessions: SessionManager,
+    feed: ChangeFeed,
+    pool: Executor,
+    request: pb.WatchSessionRequest,
+    context: grpc.aio.ServicerContext,
+) -> AsyncIterator[pb.WatchSessionResponse]:
+    """The session's conclusions now, then each batch any writer commits: its
+    changes closed by `applied`, or a fresh snapshot if more than one batch
+    was committed since this watcher last read (it fell behind)."""
+    session_id = request.session_id
+    try:
+        sessions.accept()  # a watcher counts against the stream limit
+    except TooManyStreams as error:
+        await _fail(context, "session watch", error)
+    try:
+        with feed.subscribe(session_id) as changed:
+            try:
+                seen = await _blocking(pool, functools.partial(sessions.observe, session_id))
+            except Exception as error:
+                await _fail(context, "session watch", error)
+            if seen is None:
+                await errors.abort(context, errors.session_not_found())
+            yield _snapshot(seen)
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), feed.poll_seconds)
+                changed.clear()
+                try:
+                    version = await _blocking(
+                        pool, functools.partial(sessions.version_of, session_id)
+                    )
+                    if version == seen.version:
+                        continue
+                    latest = await _blocking(pool, functools.partial(sessions.observe, session_id))
+                except Exception as error:
+                    await _fail(context, "session watch", error)
+                if latest is None:
+                    await errors.abort(context, errors.session_not_found())
+                if latest.version != seen.version + 1:
+                    yield _snapshot(latest)
+                else:
+                    for change in diff(seen.conclusions, latest.conclusions):
+                        yield pb.WatchSessionResponse(change=_change(change, latest.version))
+                    yield pb.WatchSessionResponse(
+                        applied=pb.BatchApplied(
+                            version=latest.version, knowledge_base_version=kb.VERSION
+                        )
+                    )
+                seen = latest
+    finally:
+        sessions.abandon()

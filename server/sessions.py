@@ -189,6 +189,15 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Observed:
+    """A session as a watcher sees it: its version and conclusions now."""
+
+    session_id: str
+    version: int
+    conclusions: tuple[Conclusion, ...]
+
+
+@dataclass(frozen=True)
 class Applied:
     version: int
     conclusions: tuple[Conclusion, ...]
@@ -391,6 +400,9 @@ class SessionManager:
             " (--max-sessions); resuming sessions is unaffected",
         )
         self._worker = worker
+        # Told the id of each session this process committed to or erased
+        # (None: any may have changed), for watchers (`server.watch.ChangeFeed`).
+        self.changed: Callable[[str | None], None] = lambda session_id: None
         self._max_facts = max_facts
         self._clock = clock
         self._registry = _Registry(max_streams)
@@ -545,6 +557,7 @@ class SessionManager:
                     continue
                 except SessionMissing:
                     raise SessionNotFound() from None
+                self.changed(session_id)
                 return Applied(version, conclusions, tuple(diff(baseline, conclusions)))
         raise Contention()
 
@@ -556,7 +569,37 @@ class SessionManager:
             deleted = self.store.delete(session_id)
         if deleted:
             log.info("session %s deleted", tag(session_id))
+            self.changed(session_id)
         return deleted
+
+    def observe(self, session_id: str) -> Observed | None:
+        """The session's version and conclusions now, for a watcher; None if
+        there is no such session.
+
+        Read only: it never marks the session active (a watcher never keeps a
+        session from expiring) and never takes the session's lock (it never
+        delays a writer). The conclusions are those stored with the version
+        when they come from the knowledge base now loaded, else derived again.
+        """
+        if not SESSION_ID_PATTERN.fullmatch(session_id):
+            return None
+        state = self.store.load(session_id)
+        if state is None:
+            return None
+        reported = state.conclusions
+        if reported is not None and reported.knowledge_base_version == kb.VERSION:
+            try:
+                return Observed(session_id, state.version, conclusions_from_json(reported.document))
+            except ValueError as error:
+                log.warning("session %s: %s; deriving them again", tag(session_id), error)
+        conclusions = self._derive(self._validated(state), lambda: False)
+        return Observed(session_id, state.version, conclusions)
+
+    def version_of(self, session_id: str) -> int | None:
+        """The session's version now; None if there is no such session."""
+        if not SESSION_ID_PATTERN.fullmatch(session_id):
+            return None
+        return self.store.version_of(session_id)
 
     # -- batches ---------------------------------------------------------------
 
@@ -659,6 +702,7 @@ class SessionManager:
         swept = self.store.sweep(now - self.ttl_seconds, keep=streaming)
         if swept:
             log.info("swept %d idle session(s)", swept)
+            self.changed(None)
         return swept
 
     def start_sweeper(self, interval_seconds: float) -> None:

@@ -70,7 +70,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -104,6 +104,8 @@ MIGRATION_LOCK = 0x0CD5_0001
 SWEEP_LOCK = 0x0CD5_0002
 CREATE_LOCK = 0x0CD5_0003
 
+# How often the listening connection looks up from waiting (to notice `stop`).
+LISTEN_POLL_SECONDS = 1.0
 DEFAULT_POOL_SIZE = 8
 DEFAULT_TIMEOUT_SECONDS = 5.0
 DEFAULT_RETRY_SECONDS = 2.0
@@ -373,6 +375,34 @@ class PostgresSessionStore:
                 newest,
                 len(known),
             )
+
+    # -- the change feed -------------------------------------------------------
+
+    def listen(self, on_change: Callable[[str | None], None], stop: threading.Event) -> None:
+        """Until `stop`: `on_change(session_id)` for each commit or erasure any
+        replica announces, and `on_change(None)` when any session may have
+        changed unannounced (a sweep, or notifications missed while the
+        listening connection was down: it reconnects every `retry_seconds`).
+
+        Blocking: run it on a thread of its own (one per process). Only session
+        ids and versions travel on the channel; nothing is logged but failures.
+        """
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    on_change(None)  # whatever happened while nobody listened
+                    while not stop.is_set():
+                        for note in connection.notifies(timeout=LISTEN_POLL_SECONDS):
+                            session_id, _, _ = note.payload.rpartition(":")
+                            on_change(session_id or None)
+            except psycopg.Error as error:
+                log.warning(
+                    "session database %s: change notifications lost (%s); retrying",
+                    self.url,
+                    _reason(error),
+                )
+                stop.wait(self._retry_seconds)
 
     # -- the SessionStore interface --------------------------------------------
 

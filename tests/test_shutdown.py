@@ -143,8 +143,12 @@ def test_sigterm_under_load_drains_loses_nothing_and_exits_0(tmp_path: Path) -> 
         ]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 20
-        while min(s.acknowledged for s in sessions) < 3 or min(map(len, outcomes)) < 3:
+        loaded, deadline = time.monotonic(), time.monotonic() + 20
+        while (
+            min(s.acknowledged for s in sessions) < 3
+            or min(map(len, outcomes)) < 3
+            or time.monotonic() - loaded < 4 * IN_TRANSIT_SECONDS  # calls well before the signal
+        ):
             assert time.monotonic() < deadline, (sessions, [o[-3:] for o in outcomes])
             time.sleep(0.05)
         signalled = time.monotonic()

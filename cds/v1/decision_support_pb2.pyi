@@ -302,6 +302,22 @@ class DeleteSessionRequest(_message.Message):
     session_id: str
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
+class WatchSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class WatchSessionResponse(_message.Message):
+    __slots__ = ("snapshot", "change", "applied")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    snapshot: SessionOpened
+    change: ConclusionChange
+    applied: BatchApplied
+    def __init__(self, snapshot: _Optional[_Union[SessionOpened, _Mapping]] = ..., change: _Optional[_Union[ConclusionChange, _Mapping]] = ..., applied: _Optional[_Union[BatchApplied, _Mapping]] = ...) -> None: ...
+
 class DeleteSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

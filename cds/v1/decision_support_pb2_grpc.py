@@ -59,6 +59,11 @@ class DecisionSupportServiceStub:
                 request_serializer=cds_dot_v1_dot_decision__support__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=cds_dot_v1_dot_decision__support__pb2.ExplainResponse.FromString,
                 _registered_method=True)
+        self.WatchSession = channel.unary_stream(
+                '/cds.v1.DecisionSupportService/WatchSession',
+                request_serializer=cds_dot_v1_dot_decision__support__pb2.WatchSessionRequest.SerializeToString,
+                response_deserializer=cds_dot_v1_dot_decision__support__pb2.WatchSessionResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionSupportServiceServicer:
@@ -101,6 +106,14 @@ class DecisionSupportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSession(self, request, context):
+        """Read-only: a session's conclusions now, then every change any writer
+        causes, on this server or any replica sharing its store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionSupportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +141,11 @@ def add_DecisionSupportServiceServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=cds_dot_v1_dot_decision__support__pb2.ExplainRequest.FromString,
                     response_serializer=cds_dot_v1_dot_decision__support__pb2.ExplainResponse.SerializeToString,
+            ),
+            'WatchSession': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSession,
+                    request_deserializer=cds_dot_v1_dot_decision__support__pb2.WatchSessionRequest.FromString,
+                    response_serializer=cds_dot_v1_dot_decision__support__pb2.WatchSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +283,33 @@ class DecisionSupportService:
             '/cds.v1.DecisionSupportService/Explain',
             cds_dot_v1_dot_decision__support__pb2.ExplainRequest.SerializeToString,
             cds_dot_v1_dot_decision__support__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cds.v1.DecisionSupportService/WatchSession',
+            cds_dot_v1_dot_decision__support__pb2.WatchSessionRequest.SerializeToString,
+            cds_dot_v1_dot_decision__support__pb2.WatchSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
