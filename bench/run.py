@@ -55,13 +55,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from bench.bare_server import shape_of
 from bench.mix import load_mix, patient_mix
 from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from kb.engine import EvaluationResult, RulesEngine
-from kb.facts import validate_facts
+from kb.facts import InvalidFacts, validate_facts
 from server.convert import conclusion_to_proto, facts_from_proto
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -593,6 +594,54 @@ def memory(
         server.stop()
 
 
+def over_fhir(mix: list[list[dict[str, Any]]], count: int, db: Path) -> dict[str, Any]:
+    """EvaluateFhir against Evaluate on the same patients (issue 9): each mix
+    patient also as the FHIR bundle an EHR would send (tests/fhir_writer.py,
+    the reader's independent inverse; patients it cannot write are skipped),
+    one client at concurrency 1 calling the two in turn on `--workers 1`."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fhir_writer import AS_OF, write_bundle  # the tests' writer, not shipped code
+
+    from fhir_in import read_bundle
+
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(AS_OF)
+    pairs: list[tuple[pb.EvaluateRequest, pb.EvaluateFhirRequest]] = []
+    for facts, request in zip(mix, _requests(mix), strict=True):
+        bundle = json.dumps(write_bundle(facts, AS_OF))
+        try:
+            read_bundle(bundle, AS_OF)
+        except InvalidFacts:  # a patient the writer cannot express
+            continue
+        pairs.append((request, pb.EvaluateFhirRequest(bundle_json=bundle, as_of=stamp)))
+        if len(pairs) == count:
+            break
+    server = _service(1, db, pairs[0][0])
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = pb_grpc.DecisionSupportServiceStub(channel)
+            for plain, fhir in pairs[:50]:  # warm-up
+                list(stub.Evaluate(plain, timeout=30))
+                list(stub.EvaluateFhir(fhir, timeout=30))
+            plain_times, fhir_times = [], []
+            for plain, fhir in pairs:
+                started = time.perf_counter()
+                list(stub.Evaluate(plain, timeout=30))
+                plain_times.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                list(stub.EvaluateFhir(fhir, timeout=30))
+                fhir_times.append(time.perf_counter() - started)
+    finally:
+        server.stop()
+    evaluate, evaluate_fhir = _stats(plain_times), _stats(fhir_times)
+    return {
+        "patients": len(pairs),
+        "Evaluate": evaluate,
+        "EvaluateFhir": evaluate_fhir,
+        "p50 ratio": evaluate_fhir["p50_ms"] / evaluate["p50_ms"],
+    }
+
+
 def sessions(count: int, db: Path) -> dict[str, Any]:
     """Batch -> BatchApplied on each store, and watch latency across processes.
     PostgreSQL rows need a server on 127.0.0.1:5432 (as on every machine of
@@ -704,6 +753,8 @@ def _targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
                     f"{now:.2f}x ({grpc_rows[name][SINGLE][f'{quantile}_ms']:.2f} ms)",
                 )
             )
+    ratio = results["fhir"]["p50 ratio"]
+    rows.append(("EvaluateFhir p50 <= 1.5 x Evaluate p50", ratio <= 1.5, f"{ratio:.2f}x"))
     for name, row in results["sessions"].items():
         if name.startswith("watch"):
             rows.append((f"{name}: p99 < 250 ms", row["p99_ms"] < 250, f"{row['p99_ms']:.1f} ms"))
@@ -781,7 +832,17 @@ def render(results: dict[str, Any]) -> str:
     for load, value in results["ratios"]["workers 2 / workers 1 calls/s"].items():
         lines.append(f"| {load}: calls/s, workers 2 / workers 1 | | {value:.2f} |")
     evaluate1 = results["grpc"]["workers 1"][SINGLE]
+    fhir = results["fhir"]
     lines += [
+        "",
+        f"## EvaluateFhir ({fhir['patients']} patients as FHIR bundles, c=1, --workers 1)",
+        "",
+        "| call | p50 ms | p99 ms |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {fhir[name]['p50_ms']:.2f} | {fhir[name]['p99_ms']:.2f} |"
+            for name in ("Evaluate", "EvaluateFhir")
+        ),
         "",
         "## Sessions (20 facts, one client)",
         "",
@@ -863,6 +924,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("over gRPC ...", flush=True)
         results["grpc"] = over_grpc(requests, recorded, args.seconds, db)
         results["ratios"] = ratios(results["grpc"])
+        print("FHIR ...", flush=True)
+        results["fhir"] = over_fhir(mix, len(requests), db)
         print("sessions ...", flush=True)
         results["sessions"] = sessions(args.session_batches, db)
         print(f"memory over {args.memory_evaluations:,} evaluations ...", flush=True)

@@ -35,14 +35,16 @@ published vocabulary.
 from __future__ import annotations
 
 import collections
+import json
 import queue
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 import grpc
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -113,6 +115,8 @@ class Conclusion:
     citation_ids: tuple[str, ...]
     evidence_note: str
     certainty: str
+    # evaluate_fhir only: the FHIR references of the resources behind it.
+    source_references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -280,6 +284,7 @@ def conclusion_from_proto(message: pb.Conclusion) -> Conclusion:
         citation_ids=tuple(provenance.citation_ids),
         evidence_note=provenance.evidence_note,
         certainty=provenance.certainty,
+        source_references=tuple(provenance.source_references),
     )
 
 
@@ -437,6 +442,48 @@ class CdsClient:
         except grpc.RpcError as error:
             raise error_from_rpc(error) from error
 
+    def evaluate_fhir(
+        self,
+        bundle: str | Mapping[str, Any],
+        as_of: datetime | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[pb.MappingReport | Conclusion | Summary]:
+        """Evaluate a FHIR R4 Bundle as it stood at `as_of` (timezone-aware;
+        None: now): the mapping report first (which resource fed which fact,
+        which were ignored and why), then each `Conclusion` with its
+        `source_references`, then one `Summary`."""
+        request = pb.EvaluateFhirRequest(**_fhir_request(bundle, as_of))
+        call = self._stub.EvaluateFhir(request, timeout=self._deadline(timeout))
+        try:
+            for response in call:
+                event = response.WhichOneof("event")
+                if event == "report":
+                    yield response.report
+                elif event == "conclusion":
+                    yield conclusion_from_proto(response.conclusion)
+                elif event == "summary":
+                    yield summary_from_proto(response.summary)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from error
+        finally:
+            call.cancel()
+
+    def translate_fhir(
+        self,
+        bundle: str | Mapping[str, Any],
+        as_of: datetime | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> pb.TranslateFhirResponse:
+        """What the service reads from a FHIR Bundle, without evaluating: its
+        facts (as `evaluate` takes them) and the mapping report."""
+        request = pb.TranslateFhirRequest(**_fhir_request(bundle, as_of))
+        try:
+            return self._stub.TranslateFhir(request, timeout=self._deadline(timeout))
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from error
+
     def watch(self, session_id: str) -> Iterator[SessionSnapshot | ConclusionChange | BatchApplied]:
         """Follow a session without writing to it: a `SessionSnapshot`, then for
         each batch any writer commits its `ConclusionChange`s and a
@@ -557,6 +604,19 @@ def change_from_proto(message: pb.ConclusionChange) -> ConclusionChange:
 
 
 _END = None
+
+
+def _fhir_request(bundle: str | Mapping[str, Any], as_of: datetime | None) -> dict[str, Any]:
+    if as_of is not None and as_of.utcoffset() is None:
+        raise ValueError("as_of must be timezone-aware")
+    fields: dict[str, Any] = {
+        "bundle_json": bundle if isinstance(bundle, str) else json.dumps(bundle)
+    }
+    if as_of is not None:
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromDatetime(as_of)
+        fields["as_of"] = stamp
+    return fields
 
 
 class Session:

@@ -6,6 +6,9 @@
     python -m client [--target HOST:PORT] session TIMELINE.jsonl [--session-id ID]
                      [--json] [--no-delay] [--delete]
     python -m client [--target HOST:PORT] watch SESSION_ID [--json]
+    python -m client [--target HOST:PORT] evaluate-fhir BUNDLE.json [--as-of ISO] [--json]
+    python -m client [--target HOST:PORT] translate-fhir BUNDLE.json [--as-of ISO]
+    python -m client [--target HOST:PORT] questionnaire
 
 FILE.json is `{"description": "...", "facts": [{"id": ..., "type": ..., "fields": {...}}]}`
 ("description" is optional and printed as a header).
@@ -18,6 +21,13 @@ then the conclusions it added, updated and withdrew are printed as they stream,
 then the session's new version. A new session is opened unless `--session-id`
 resumes one; its id is printed so it can be resumed later. A session resumed
 after the knowledge base was upgraded first prints what the upgrade changed.
+
+BUNDLE.json is a FHIR R4 Bundle (Patient, vital-sign Observations, Conditions,
+the assessment QuestionnaireResponse); `--as-of` is the instant the decision is
+made (ISO 8601 with a zone; default now). `evaluate-fhir` prints what the
+service used and ignored, then the conclusions with the FHIR records behind
+each; `translate-fhir` prints the facts and the report as JSON;
+`questionnaire` prints the assessment Questionnaire the service reads.
 
 `watch` follows a session without writing to it: its conclusions now, then
 every batch any writer commits (on any replica sharing the store), as it
@@ -49,6 +59,7 @@ import textwrap
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -239,6 +250,26 @@ class _Printer:
             f"certainty: {c.certainty or '-'}",
         ]
         self.wrapped("why: " + "; ".join(why), hanging="     ")
+        if c.source_references:
+            self.wrapped("records: " + _joined(c.source_references), hanging="         ")
+        self.line()
+
+    def report(self, report: Any) -> None:
+        """The mapping report: what each resource fed, or why it was ignored."""
+        self.line("FHIR records read:")
+        for resource in report.resources:
+            outcome = (
+                f"-> {_joined(resource.fact_ids)}"
+                if resource.status == "USED"
+                else f"ignored ({resource.reason})"
+            )
+            self.line(f"  {resource.reference:<44} {outcome}")
+        for conflict in report.conflicts:
+            where = f"{conflict.fact_id}.{conflict.field}" if conflict.field else conflict.fact_id
+            self.line(
+                f"  conflict on {where}: {conflict.resolution} "
+                f"(kept {_joined(conflict.kept)}; over {_joined(conflict.overridden)})"
+            )
         self.line()
 
     def summary(self, s: Summary, conclusions: Sequence[Conclusion]) -> None:
@@ -340,6 +371,67 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
                 printer.conclusion(event)
             else:
                 printer.summary(event, seen)
+    return EXIT_OK
+
+
+def _bundle(path: str) -> str:
+    text = _read_file(path, "bundle").decode("utf-8", errors="replace")
+    try:
+        json.loads(text)
+    except ValueError as error:
+        raise InputFileError(f"{path}: not JSON ({error})") from error
+    return text
+
+
+def _as_of(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputFileError(f"--as-of {text!r}: not an ISO 8601 instant") from None
+    if when.utcoffset() is None:
+        raise InputFileError(f"--as-of {text!r}: give a zone (Z or +01:00)")
+    return when
+
+
+def _evaluate_fhir(args: argparse.Namespace, out: TextIO) -> int:
+    bundle, as_of = _bundle(args.file), _as_of(args.as_of)
+    printer = _Printer(out, _color_wanted(out, args.color))
+    seen: list[Conclusion] = []
+    with _client(args) as cds:
+        for event in cds.evaluate_fhir(bundle, as_of):
+            if args.json:
+                if isinstance(event, Conclusion):
+                    record = {"event": "conclusion", **dataclasses.asdict(event)}
+                elif isinstance(event, Summary):
+                    record = {"event": "summary", **dataclasses.asdict(event)}
+                else:
+                    record = {"event": "report", **json_format.MessageToDict(event)}
+                print(json.dumps(record), file=out, flush=True)
+            elif isinstance(event, Conclusion):
+                seen.append(event)
+                printer.conclusion(event)
+            elif isinstance(event, Summary):
+                printer.summary(event, seen)
+            else:
+                printer.report(event)
+    return EXIT_OK
+
+
+def _translate_fhir(args: argparse.Namespace, out: TextIO) -> int:
+    bundle, as_of = _bundle(args.file), _as_of(args.as_of)
+    with _client(args) as cds:
+        answer = cds.translate_fhir(bundle, as_of)
+    document = json_format.MessageToDict(answer, preserving_proto_field_name=True)
+    print(json.dumps(document, indent=2), file=out)
+    return EXIT_OK
+
+
+def _questionnaire(args: argparse.Namespace, out: TextIO) -> int:
+    with _client(args) as cds:
+        text = cds.knowledge_base().questionnaire_json
+    print(json.dumps(json.loads(text), indent=2), file=out)
     return EXIT_OK
 
 
@@ -628,6 +720,27 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("code", metavar="CODE", help="a conclusion code, e.g. mimic.pots")
     explain.add_argument("--json", action="store_true", help="the full response as JSON")
     explain.set_defaults(run=_explain)
+
+    fhir = commands.add_parser(
+        "evaluate-fhir", help="evaluate a FHIR R4 Bundle: what was read, then the conclusions"
+    )
+    fhir.add_argument("file", metavar="BUNDLE.json")
+    fhir.add_argument("--as-of", help="the instant of the decision, ISO 8601 with a zone")
+    fhir.add_argument("--json", action="store_true", help="one JSON object per line")
+    fhir.add_argument(
+        "--color", action="store_true", help="highlight urgency even when not on a terminal"
+    )
+    fhir.set_defaults(run=_evaluate_fhir)
+
+    translate = commands.add_parser(
+        "translate-fhir", help="the facts and report read from a FHIR R4 Bundle, as JSON"
+    )
+    translate.add_argument("file", metavar="BUNDLE.json")
+    translate.add_argument("--as-of", help="the instant of the decision, ISO 8601 with a zone")
+    translate.set_defaults(run=_translate_fhir)
+
+    form = commands.add_parser("questionnaire", help="print the assessment Questionnaire (FHIR)")
+    form.set_defaults(run=_questionnaire)
 
     kb = commands.add_parser("kb", help="print the knowledge base")
     kb.add_argument("--json", action="store_true", help="the full response as JSON")

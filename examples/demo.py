@@ -1,5 +1,6 @@
-"""End-to-end demo: start a server, evaluate every example patient, replay every
-example session timeline, stop the server.
+"""End-to-end demo: start a server, evaluate every example patient, evaluate one
+as the FHIR bundle an EHR would send, replay every example session timeline,
+stop the server.
 
 Run with `.venv/bin/python examples/demo.py` (what `make demo` runs). It uses
 the real stack, a server subprocess on a free loopback port and the CLI, so a
@@ -7,7 +8,10 @@ demo that passes shows the whole path works, not a mock of it. The server's
 log goes to a temporary file and is shown only when something fails, so the
 output reads as the clinical report it is.
 
-Patients are `examples/*.json` (one `evaluate` each); timelines are
+Patients are `examples/*.json` (one `evaluate` each); `FHIR_EXAMPLE` is
+evaluated from `examples/fhir/` as of the instant its bundle was written for
+(`evaluate-fhir`: what was read, then the conclusions and their records);
+timelines are
 `examples/timeline-*.jsonl` (one `session` each, replayed in a fresh session
 that is deleted afterwards; the server keeps sessions in a temporary folder).
 
@@ -35,6 +39,8 @@ REPO = EXAMPLES.parent
 SERVICE = "cds.v1.DecisionSupportService"
 STARTUP_SECONDS = 30.0
 SHUTDOWN_GRACE_SECONDS = 15.0
+FHIR_EXAMPLE = EXAMPLES / "fhir" / "dissection-red-flag.bundle.json"
+FHIR_AS_OF = "2025-06-01T12:00:00Z"  # the instant the example bundles describe
 
 
 def free_port() -> int:
@@ -124,6 +130,13 @@ def main() -> int:
                 print(flush=True)
                 if status != cli.EXIT_OK:
                     failed.append(f"{path.name} (exit {status})")
+            rule = "=" * 100
+            print(f"{rule}\n{FHIR_EXAMPLE.name} (FHIR, as of {FHIR_AS_OF})\n{rule}", flush=True)
+            fhir = ["evaluate-fhir", str(FHIR_EXAMPLE), "--as-of", FHIR_AS_OF]
+            status = cli.main(["--target", target, *fhir])
+            print(flush=True)
+            if status != cli.EXIT_OK:
+                failed.append(f"{FHIR_EXAMPLE.name} (exit {status})")
             for path in timelines:
                 rule = "=" * 100
                 print(f"{rule}\n{path.name} (session)\n{rule}", flush=True)
@@ -141,7 +154,10 @@ def main() -> int:
             show_log(log)
             print("demo FAILED: " + "; ".join(failed), file=sys.stderr)
             return 1
-    print(f"demo OK: {len(examples)} examples evaluated, {len(timelines)} timeline(s) replayed")
+    print(
+        f"demo OK: {len(examples)} examples evaluated, 1 FHIR bundle evaluated, "
+        f"{len(timelines)} timeline(s) replayed"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ a mapping report of what was used and what was skipped. It depends on `kb`
 """
 
 from fhir_in.codes import code_tables
+from fhir_in.provenance import source_references
 from fhir_in.questionnaire import DEFAULT_BASE, canonical, questionnaire
 from fhir_in.reader import DEFAULT_VITALS_WINDOW, parse_bundle, read_bundle
 from fhir_in.report import (
@@ -36,4 +37,5 @@ __all__ = [
     "parse_bundle",
     "questionnaire",
     "read_bundle",
+    "source_references",
 ]

@@ -10,6 +10,7 @@ from google.protobuf import struct_pb2
 
 import kb
 from cds.v1 import decision_support_pb2 as pb
+from fhir_in import MappingReport, code_tables, questionnaire
 from kb.engine import EvaluationResult
 from kb.explain import ConditionResult, Explanation
 from kb.facts import FactIn, fact_schemas
@@ -43,7 +44,9 @@ def facts_from_proto(facts: Iterable[pb.Fact]) -> list[FactIn]:
     ]
 
 
-def conclusion_to_proto(conclusion: Conclusion) -> pb.Conclusion:
+def conclusion_to_proto(
+    conclusion: Conclusion, source_references: Iterable[str] = ()
+) -> pb.Conclusion:
     provenance = conclusion.provenance
     return pb.Conclusion(
         code=conclusion.code,
@@ -59,7 +62,41 @@ def conclusion_to_proto(conclusion: Conclusion) -> pb.Conclusion:
             citation_ids=provenance.citation_ids,
             evidence_note=provenance.evidence_note,
             certainty=provenance.certainty.value,
+            source_references=source_references,
         ),
+    )
+
+
+def fact_to_proto(fact: FactIn) -> pb.Fact:
+    fields = struct_pb2.Struct()
+    fields.update(fact.fields)
+    return pb.Fact(id=fact.id, type=fact.type, fields=fields)
+
+
+def report_to_proto(report: MappingReport) -> pb.MappingReport:
+    """The mapping report: references, statuses and reasons, never a value."""
+    return pb.MappingReport(
+        resources=[
+            pb.ResourceReport(
+                entry=resource.entry,
+                reference=resource.reference,
+                resource_type=resource.resource_type,
+                status=resource.status.value,
+                fact_ids=resource.fact_ids,
+                reason=resource.reason.value if resource.reason is not None else "",
+            )
+            for resource in report.resources
+        ],
+        conflicts=[
+            pb.MappingConflict(
+                resolution=conflict.resolution.value,
+                fact_id=conflict.fact_id,
+                field=conflict.field or "",
+                kept=conflict.kept,
+                overridden=conflict.overridden,
+            )
+            for conflict in report.conflicts
+        ],
     )
 
 
@@ -67,15 +104,17 @@ def conclusion_response(conclusion: Conclusion) -> pb.EvaluateResponse:
     return pb.EvaluateResponse(conclusion=conclusion_to_proto(conclusion))
 
 
+def summary_to_proto(result: EvaluationResult) -> pb.EvaluationSummary:
+    return pb.EvaluationSummary(
+        conclusion_count=len(result.conclusions),
+        rules_fired=result.rules_fired,
+        knowledge_base_version=kb.VERSION,
+    )
+
+
 def summary_response(result: EvaluationResult) -> pb.EvaluateResponse:
     """`Evaluate`'s last message."""
-    return pb.EvaluateResponse(
-        summary=pb.EvaluationSummary(
-            conclusion_count=len(result.conclusions),
-            rules_fired=result.rules_fired,
-            knowledge_base_version=kb.VERSION,
-        )
-    )
+    return pb.EvaluateResponse(summary=summary_to_proto(result))
 
 
 def knowledge_base_to_proto() -> pb.GetKnowledgeBaseResponse:
@@ -125,6 +164,8 @@ def knowledge_base_to_proto() -> pb.GetKnowledgeBaseResponse:
             for group in kb.GROUPS
             for rule in group.rules
         ],
+        questionnaire_json=json.dumps(questionnaire(), sort_keys=True),
+        fhir_code_tables_json=json.dumps(code_tables(), sort_keys=True),
     )
 
 

@@ -49,6 +49,11 @@ DEFAULT_MAX_DEPTH = 4
 MAX_VIOLATIONS = 50
 
 
+# Entries of one FHIR Bundle (EvaluateFhir, TranslateFhir): a patient's record
+# for this decision (vitals, conditions, one assessment) is tens of entries.
+MAX_BUNDLE_ENTRIES = 1000
+
+
 @dataclass(frozen=True)
 class Limits:
     """Structural limits on the facts of a request or batch. Strings count

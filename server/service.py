@@ -8,27 +8,43 @@ anything clinical.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import grpc
 
 from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
+from fhir_in import Reading, read_bundle, source_references
 from kb.catalogue import CATALOGUE
 from kb.engine import EvaluationCancelled, EvaluationResult
-from kb.facts import MAX_FACTS_PER_REQUEST, Fact, InvalidFacts, validate_facts
+from kb.facts import (
+    MAX_FACTS_PER_REQUEST,
+    REASON_LIMIT_EXCEEDED,
+    Fact,
+    InvalidFacts,
+    Violation,
+    validate_facts,
+)
+from kb.model import Conclusion
 from server import errors, logs
 from server.convert import (
     conclusion_response,
+    conclusion_to_proto,
     explanation_to_proto,
+    fact_to_proto,
     facts_from_proto,
     knowledge_base_to_proto,
+    report_to_proto,
     summary_response,
+    summary_to_proto,
 )
 from server.engine import EngineWorker
+from server.limits import MAX_BUNDLE_ENTRIES
 from server.session_rpc import delete_session, stream_session, watch_session
 from server.sessions import SessionManager
 from server.watch import ChangeFeed
@@ -54,6 +70,40 @@ async def _validated(
     await errors.abort(context, status)
 
 
+async def _read_fhir(
+    context: grpc.aio.ServicerContext,
+    method: str,
+    request: pb.EvaluateFhirRequest | pb.TranslateFhirRequest,
+) -> Reading:
+    """The bundle's facts at the request's as-of instant (now when unset), or
+    the call ends INVALID_ARGUMENT: FHIR_INVALID (structure), FACT_INVALID (an
+    answer outside the fact contract) or LIMIT_EXCEEDED, with paths."""
+    as_of = request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else None
+    try:
+        bundle = _bounded(request.bundle_json)
+        return read_bundle(bundle, as_of or datetime.now(UTC))
+    except InvalidFacts as error:
+        log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
+        status = errors.invalid_facts(error)
+    await errors.abort(context, status)
+
+
+def _bounded(bundle_json: str) -> str | dict[str, Any]:
+    """The bundle, parsed once when it is JSON, refused past `MAX_BUNDLE_ENTRIES`
+    before anything else is read (invalid JSON is left to the reader's error)."""
+    try:
+        bundle = json.loads(bundle_json)
+    except ValueError:
+        return bundle_json
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    if isinstance(entries, list) and len(entries) > MAX_BUNDLE_ENTRIES:
+        raise InvalidFacts(
+            REASON_LIMIT_EXCEEDED,
+            [Violation("entry", f"{len(entries)} entries; at most {MAX_BUNDLE_ENTRIES}")],
+        )
+    return bundle if isinstance(bundle, dict) else bundle_json
+
+
 class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
     """Runs on the engine loop (`server.engine`): the rules run inline, the
     session store's blocking work on `blocking` threads."""
@@ -73,26 +123,61 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
         self._max_facts = max_facts
         self._knowledge_base = knowledge_base_to_proto()
 
-    async def Evaluate(
-        self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.EvaluateResponse]:
-        facts = await _validated(context, "evaluate", request.facts, self._max_facts)
+    async def _evaluated(
+        self, facts: list[Fact], context: grpc.aio.ServicerContext, method: str
+    ) -> AsyncIterator[list[Conclusion] | EvaluationResult]:
+        """Each stage's conclusions, then the result; nothing more if the call
+        went away (cancelled, or past its deadline) before the end."""
         stages = self._worker.stages_now(facts, _caller_gone(context))
         with contextlib.closing(stages):  # an early end deletes the engine's state
             while True:
                 try:
                     derived = next(stages)  # one stage, inline on the loop
                 except StopIteration as finished:
-                    result: EvaluationResult = finished.value
-                    break
+                    yield finished.value
+                    return
                 except EvaluationCancelled:
-                    log.info("evaluate stopped: call cancelled or deadline passed")
+                    log.info("%s stopped: call cancelled or deadline passed", method)
                     return
                 except Exception as error:
-                    await _engine_failed(context, "evaluate", error)
-                for conclusion in derived:  # while they go out, the loop serves others
+                    await _engine_failed(context, method, error)
+                yield derived  # while its conclusions go out, the loop serves others
+
+    async def Evaluate(
+        self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.EvaluateResponse]:
+        facts = await _validated(context, "evaluate", request.facts, self._max_facts)
+        async for item in self._evaluated(facts, context, "evaluate"):
+            if isinstance(item, EvaluationResult):
+                yield summary_response(item)
+            else:
+                for conclusion in item:
                     yield conclusion_response(conclusion)
-        yield summary_response(result)
+
+    async def EvaluateFhir(
+        self, request: pb.EvaluateFhirRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.EvaluateFhirResponse]:
+        reading = await _read_fhir(context, "evaluate_fhir", request)
+        yield pb.EvaluateFhirResponse(report=report_to_proto(reading.report))
+        references: dict[str, tuple[str, ...]] = {}
+        async for item in self._evaluated(list(reading.facts), context, "evaluate_fhir"):
+            if isinstance(item, EvaluationResult):
+                yield pb.EvaluateFhirResponse(summary=summary_to_proto(item))
+            else:
+                references = source_references(item, reading.sources, references)
+                for conclusion in item:
+                    yield pb.EvaluateFhirResponse(
+                        conclusion=conclusion_to_proto(conclusion, references[conclusion.code])
+                    )
+
+    async def TranslateFhir(
+        self, request: pb.TranslateFhirRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TranslateFhirResponse:
+        reading = await _read_fhir(context, "translate_fhir", request)
+        return pb.TranslateFhirResponse(
+            facts=[fact_to_proto(fact) for fact in reading.inputs],
+            report=report_to_proto(reading.report),
+        )
 
     async def Explain(
         self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext

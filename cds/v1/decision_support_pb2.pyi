@@ -1,4 +1,7 @@
+import datetime
+
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import error_details_pb2 as _error_details_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -110,7 +113,7 @@ class Conclusion(_message.Message):
     def __init__(self, code: _Optional[str] = ..., kind: _Optional[_Union[ConclusionKind, str]] = ..., urgency: _Optional[_Union[Urgency, str]] = ..., title: _Optional[str] = ..., detail: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ...) -> None: ...
 
 class Provenance(_message.Message):
-    __slots__ = ("rule_id", "ruleset", "fact_ids", "derived_from", "citation_ids", "evidence_note", "certainty")
+    __slots__ = ("rule_id", "ruleset", "fact_ids", "derived_from", "citation_ids", "evidence_note", "certainty", "source_references")
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     RULESET_FIELD_NUMBER: _ClassVar[int]
     FACT_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +121,7 @@ class Provenance(_message.Message):
     CITATION_IDS_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_NOTE_FIELD_NUMBER: _ClassVar[int]
     CERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_REFERENCES_FIELD_NUMBER: _ClassVar[int]
     rule_id: str
     ruleset: str
     fact_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -125,7 +129,8 @@ class Provenance(_message.Message):
     citation_ids: _containers.RepeatedScalarFieldContainer[str]
     evidence_note: str
     certainty: str
-    def __init__(self, rule_id: _Optional[str] = ..., ruleset: _Optional[str] = ..., fact_ids: _Optional[_Iterable[str]] = ..., derived_from: _Optional[_Iterable[str]] = ..., citation_ids: _Optional[_Iterable[str]] = ..., evidence_note: _Optional[str] = ..., certainty: _Optional[str] = ...) -> None: ...
+    source_references: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rule_id: _Optional[str] = ..., ruleset: _Optional[str] = ..., fact_ids: _Optional[_Iterable[str]] = ..., derived_from: _Optional[_Iterable[str]] = ..., citation_ids: _Optional[_Iterable[str]] = ..., evidence_note: _Optional[str] = ..., certainty: _Optional[str] = ..., source_references: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamSessionRequest(_message.Message):
     __slots__ = ("open", "assert_facts", "retract_facts")
@@ -220,7 +225,7 @@ class GetKnowledgeBaseRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetKnowledgeBaseResponse(_message.Message):
-    __slots__ = ("version", "rulesets", "fact_schemas", "references", "conclusions")
+    __slots__ = ("version", "rulesets", "fact_schemas", "references", "conclusions", "questionnaire_json", "fhir_code_tables_json")
     class FactSchemasEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -233,12 +238,16 @@ class GetKnowledgeBaseResponse(_message.Message):
     FACT_SCHEMAS_FIELD_NUMBER: _ClassVar[int]
     REFERENCES_FIELD_NUMBER: _ClassVar[int]
     CONCLUSIONS_FIELD_NUMBER: _ClassVar[int]
+    QUESTIONNAIRE_JSON_FIELD_NUMBER: _ClassVar[int]
+    FHIR_CODE_TABLES_JSON_FIELD_NUMBER: _ClassVar[int]
     version: str
     rulesets: _containers.RepeatedCompositeFieldContainer[Ruleset]
     fact_schemas: _containers.ScalarMap[str, str]
     references: _containers.RepeatedCompositeFieldContainer[Reference]
     conclusions: _containers.RepeatedCompositeFieldContainer[ConclusionDefinition]
-    def __init__(self, version: _Optional[str] = ..., rulesets: _Optional[_Iterable[_Union[Ruleset, _Mapping]]] = ..., fact_schemas: _Optional[_Mapping[str, str]] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., conclusions: _Optional[_Iterable[_Union[ConclusionDefinition, _Mapping]]] = ...) -> None: ...
+    questionnaire_json: str
+    fhir_code_tables_json: str
+    def __init__(self, version: _Optional[str] = ..., rulesets: _Optional[_Iterable[_Union[Ruleset, _Mapping]]] = ..., fact_schemas: _Optional[_Mapping[str, str]] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., conclusions: _Optional[_Iterable[_Union[ConclusionDefinition, _Mapping]]] = ..., questionnaire_json: _Optional[str] = ..., fhir_code_tables_json: _Optional[str] = ...) -> None: ...
 
 class Ruleset(_message.Message):
     __slots__ = ("name", "description", "rules")
@@ -399,3 +408,75 @@ class TestExplanation(_message.Message):
     held: bool
     observed: _struct_pb2.Struct
     def __init__(self, description: _Optional[str] = ..., held: _Optional[bool] = ..., observed: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class EvaluateFhirRequest(_message.Message):
+    __slots__ = ("bundle_json", "as_of")
+    BUNDLE_JSON_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    bundle_json: str
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, bundle_json: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class EvaluateFhirResponse(_message.Message):
+    __slots__ = ("report", "conclusion", "summary")
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    CONCLUSION_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    report: MappingReport
+    conclusion: Conclusion
+    summary: EvaluationSummary
+    def __init__(self, report: _Optional[_Union[MappingReport, _Mapping]] = ..., conclusion: _Optional[_Union[Conclusion, _Mapping]] = ..., summary: _Optional[_Union[EvaluationSummary, _Mapping]] = ...) -> None: ...
+
+class TranslateFhirRequest(_message.Message):
+    __slots__ = ("bundle_json", "as_of")
+    BUNDLE_JSON_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    bundle_json: str
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, bundle_json: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TranslateFhirResponse(_message.Message):
+    __slots__ = ("facts", "report")
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    facts: _containers.RepeatedCompositeFieldContainer[Fact]
+    report: MappingReport
+    def __init__(self, facts: _Optional[_Iterable[_Union[Fact, _Mapping]]] = ..., report: _Optional[_Union[MappingReport, _Mapping]] = ...) -> None: ...
+
+class MappingReport(_message.Message):
+    __slots__ = ("resources", "conflicts")
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    resources: _containers.RepeatedCompositeFieldContainer[ResourceReport]
+    conflicts: _containers.RepeatedCompositeFieldContainer[MappingConflict]
+    def __init__(self, resources: _Optional[_Iterable[_Union[ResourceReport, _Mapping]]] = ..., conflicts: _Optional[_Iterable[_Union[MappingConflict, _Mapping]]] = ...) -> None: ...
+
+class ResourceReport(_message.Message):
+    __slots__ = ("entry", "reference", "resource_type", "status", "fact_ids", "reason")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FACT_IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    entry: int
+    reference: str
+    resource_type: str
+    status: str
+    fact_ids: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    def __init__(self, entry: _Optional[int] = ..., reference: _Optional[str] = ..., resource_type: _Optional[str] = ..., status: _Optional[str] = ..., fact_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class MappingConflict(_message.Message):
+    __slots__ = ("resolution", "fact_id", "field", "kept", "overridden")
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    FACT_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDDEN_FIELD_NUMBER: _ClassVar[int]
+    resolution: str
+    fact_id: str
+    field: str
+    kept: _containers.RepeatedScalarFieldContainer[str]
+    overridden: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, resolution: _Optional[str] = ..., fact_id: _Optional[str] = ..., field: _Optional[str] = ..., kept: _Optional[_Iterable[str]] = ..., overridden: _Optional[_Iterable[str]] = ...) -> None: ...

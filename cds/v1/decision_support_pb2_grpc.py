@@ -64,6 +64,16 @@ class DecisionSupportServiceStub:
                 request_serializer=cds_dot_v1_dot_decision__support__pb2.WatchSessionRequest.SerializeToString,
                 response_deserializer=cds_dot_v1_dot_decision__support__pb2.WatchSessionResponse.FromString,
                 _registered_method=True)
+        self.EvaluateFhir = channel.unary_stream(
+                '/cds.v1.DecisionSupportService/EvaluateFhir',
+                request_serializer=cds_dot_v1_dot_decision__support__pb2.EvaluateFhirRequest.SerializeToString,
+                response_deserializer=cds_dot_v1_dot_decision__support__pb2.EvaluateFhirResponse.FromString,
+                _registered_method=True)
+        self.TranslateFhir = channel.unary_unary(
+                '/cds.v1.DecisionSupportService/TranslateFhir',
+                request_serializer=cds_dot_v1_dot_decision__support__pb2.TranslateFhirRequest.SerializeToString,
+                response_deserializer=cds_dot_v1_dot_decision__support__pb2.TranslateFhirResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionSupportServiceServicer:
@@ -114,6 +124,21 @@ class DecisionSupportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateFhir(self, request, context):
+        """Reads a FHIR R4 Bundle into facts and evaluates them: the mapping report
+        first, then each conclusion as it is derived, then the summary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TranslateFhir(self, request, context):
+        """The same reading, no evaluation: the facts and the mapping report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionSupportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +171,16 @@ def add_DecisionSupportServiceServicer_to_server(servicer, server):
                     servicer.WatchSession,
                     request_deserializer=cds_dot_v1_dot_decision__support__pb2.WatchSessionRequest.FromString,
                     response_serializer=cds_dot_v1_dot_decision__support__pb2.WatchSessionResponse.SerializeToString,
+            ),
+            'EvaluateFhir': grpc.unary_stream_rpc_method_handler(
+                    servicer.EvaluateFhir,
+                    request_deserializer=cds_dot_v1_dot_decision__support__pb2.EvaluateFhirRequest.FromString,
+                    response_serializer=cds_dot_v1_dot_decision__support__pb2.EvaluateFhirResponse.SerializeToString,
+            ),
+            'TranslateFhir': grpc.unary_unary_rpc_method_handler(
+                    servicer.TranslateFhir,
+                    request_deserializer=cds_dot_v1_dot_decision__support__pb2.TranslateFhirRequest.FromString,
+                    response_serializer=cds_dot_v1_dot_decision__support__pb2.TranslateFhirResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +345,60 @@ class DecisionSupportService:
             '/cds.v1.DecisionSupportService/WatchSession',
             cds_dot_v1_dot_decision__support__pb2.WatchSessionRequest.SerializeToString,
             cds_dot_v1_dot_decision__support__pb2.WatchSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateFhir(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cds.v1.DecisionSupportService/EvaluateFhir',
+            cds_dot_v1_dot_decision__support__pb2.EvaluateFhirRequest.SerializeToString,
+            cds_dot_v1_dot_decision__support__pb2.EvaluateFhirResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TranslateFhir(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cds.v1.DecisionSupportService/TranslateFhir',
+            cds_dot_v1_dot_decision__support__pb2.TranslateFhirRequest.SerializeToString,
+            cds_dot_v1_dot_decision__support__pb2.TranslateFhirResponse.FromString,
             options,
             channel_credentials,
             insecure,
