@@ -416,6 +416,21 @@ class CdsClient:
         except grpc.RpcError as error:
             raise error_from_rpc(error) from error
 
+    def explain_fhir(
+        self,
+        bundle: str | Mapping[str, Any],
+        code: str,
+        as_of: datetime | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> pb.ExplainResponse:
+        """`explain` for the facts read from a FHIR Bundle, as `evaluate_fhir` reads it."""
+        request = pb.ExplainRequest(code=code, **_fhir_request(bundle, as_of))
+        try:
+            return self._stub.Explain(request, timeout=self._deadline(timeout))
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from error
+
     def knowledge_base(self, *, timeout: float | None = None) -> pb.GetKnowledgeBaseResponse:
         """The knowledge base: version, rulesets and rules, codes, fact schemas, references."""
         try:

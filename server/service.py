@@ -24,6 +24,7 @@ from kb.catalogue import CATALOGUE
 from kb.engine import EvaluationCancelled, EvaluationResult
 from kb.facts import (
     MAX_FACTS_PER_REQUEST,
+    REASON_FACT_INVALID,
     REASON_LIMIT_EXCEEDED,
     Fact,
     InvalidFacts,
@@ -73,7 +74,7 @@ async def _validated(
 async def _read_fhir(
     context: grpc.aio.ServicerContext,
     method: str,
-    request: pb.EvaluateFhirRequest | pb.TranslateFhirRequest,
+    request: pb.EvaluateFhirRequest | pb.TranslateFhirRequest | pb.ExplainRequest,
 ) -> Reading:
     """The bundle's facts at the request's as-of instant (now when unset), or
     the call ends INVALID_ARGUMENT: FHIR_INVALID (structure), FACT_INVALID (an
@@ -184,7 +185,15 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
     ) -> pb.ExplainResponse:
         if request.code not in CATALOGUE:
             await errors.abort(context, errors.unknown_code())
-        facts = await _validated(context, "explain", request.facts, self._max_facts)
+        if not request.bundle_json:
+            facts = await _validated(context, "explain", request.facts, self._max_facts)
+        elif request.facts:
+            both = Violation("bundle_json", "give facts or a FHIR bundle, not both")
+            await errors.abort(
+                context, errors.invalid_facts(InvalidFacts(REASON_FACT_INVALID, [both]))
+            )
+        else:
+            facts = list((await _read_fhir(context, "explain", request)).facts)
         try:
             explanation = self._worker.explain_now(facts, request.code)
         except Exception as error:

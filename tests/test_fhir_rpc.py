@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from cds.v1 import decision_support_pb2 as pb
-from client.api import CdsClient, CdsError, Conclusion, Summary
+from client.api import CdsClient, CdsError, Conclusion, Summary, error_from_rpc
 from fhir_in import canonical as questionnaire_url
 from kb.facts import FactIn, validate_facts
 from server.app import RunningServer
@@ -245,3 +246,32 @@ def test_cli_evaluate_translate_and_questionnaire(running_server: RunningServer)
     assert form.returncode == 0 and json.loads(form.stdout)["resourceType"] == "Questionnaire"
     naive = _cli(target, "evaluate-fhir", path, "--as-of", "2025-06-01T12:00:00")
     assert naive.returncode == 1 and "zone" in naive.stderr
+
+
+@pytest.mark.parametrize("code", ["mimic.pots", "step.physical_therapy"])
+def test_explain_reads_a_bundle_as_evaluate_fhir_does(cds: CdsClient, code: str) -> None:
+    """ "Why (not) this code for my patient?" from the EHR's records: the same
+    answer as for the patient's facts."""
+    from_fhir = cds.explain_fhir(bundle_text("pots-mimic"), code, AS_OF)
+    from_facts = cds.explain(facts_file("pots-mimic"), code)
+    assert from_fhir.derived == from_facts.derived
+    assert [(r.rule_id, r.fired) for r in from_fhir.rules] == [
+        (r.rule_id, r.fired) for r in from_facts.rules
+    ]
+    assert from_fhir.derived is (code == "mimic.pots")
+
+
+def test_explain_takes_facts_or_a_bundle_not_both(cds: CdsClient) -> None:
+    request = pb.ExplainRequest(
+        code="mimic.pots",
+        bundle_json=bundle_text("pots-mimic"),
+        facts=[pb.Fact(id="p", type="patient")],
+    )
+    with pytest.raises(grpc.RpcError) as error:
+        cds._stub.Explain(request, timeout=10)
+    refused = error_from_rpc(error.value)
+    assert (refused.code, refused.reason) == ("INVALID_ARGUMENT", "FACT_INVALID")
+    assert [field for field, _ in refused.violations] == ["bundle_json"]
+    with pytest.raises(CdsError) as broken:
+        cds.explain_fhir("{not json", "mimic.pots", AS_OF)
+    assert (broken.value.code, broken.value.reason) == ("INVALID_ARGUMENT", "FHIR_INVALID")

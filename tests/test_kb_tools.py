@@ -11,7 +11,7 @@ from durable.lang import c
 import kb
 from kb import docs, mutate
 from kb.engine import RulesEngine
-from kb.facts import FACT_TYPES, validate_facts
+from kb.facts import FACT_TYPES, MAX_FACTS_PER_REQUEST, validate_facts
 from kb.lint import lint
 from kb.model import Kind, RuleGroup, Stage, Urgency
 from kb.rules import cautions
@@ -122,10 +122,14 @@ def test_generated_reference_is_current_and_complete(engine: RulesEngine) -> Non
         else:
             for part in rule.detail.parts:
                 assert f"  - *{part.when}:* {part.text}" in text
+    vocabulary = docs.render_vocabulary()
+    assert docs.VOCABULARY.read_text() == vocabulary, "run make docs"
     for name, fact_type in FACT_TYPES.items():
-        assert f"### `{name}`" in text
+        many = "one per request" if fact_type.singleton else "any number"
+        assert f"## `{name}` ({many})" in vocabulary
         for field in fact_type.model.model_fields:
-            assert f"| `{field}` |" in text, (name, field)
+            assert f"| `{field}` |" in vocabulary, (name, field)
+    assert f"at most {MAX_FACTS_PER_REQUEST} facts" in vocabulary
     for certainty in docs.CERTAINTY_LEGEND:
         assert f"- **{certainty.value}**: " in text
     assert "doi:10.1007/s10286-011-0119-5" in text

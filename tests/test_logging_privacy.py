@@ -99,6 +99,17 @@ class Captured:
     def entries(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.text.splitlines() if line.strip()]
 
+    def finished(self, at_least: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The end-of-call lines, once there are `at_least` (or `timeout` passed):
+        grpc.aio sends an abort's status as it is raised, and the line is written
+        a moment later, once the exception has left the handler."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [e for e in self.entries() if e["message"] == "call finished"]
+            if len(lines) >= at_least or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.01)
+
 
 @pytest.fixture
 def captured() -> Iterator[Captured]:
@@ -159,8 +170,7 @@ def test_no_fact_value_reaches_logs_or_statuses(
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     statuses.append(status_text(raised.value))
     assert_clean(captured.text, *statuses)
-    finished = [e for e in captured.entries() if e["message"] == "call finished"]
-    assert len(finished) >= 2 + 2 * len(INVALID) + 2
+    assert len(captured.finished(2 + 2 * len(INVALID) + 2)) >= 2 + 2 * len(INVALID) + 2
 
 
 def test_sessions_log_neither_contents_nor_ids(running_server: RunningServer) -> None:
@@ -243,16 +253,9 @@ def test_every_call_has_its_own_correlation_id(
     for _ in range(3):
         with pytest.raises(grpc.RpcError):
             list(stub.Evaluate(pb.EvaluateRequest(facts=to_proto_facts(INVALID[:1])), timeout=10))
-    # An abort's status goes out as it is raised, before the end-of-call line
-    # is written: give the last line a moment.
-    deadline = time.monotonic() + 5
-    while True:
-        entries = [e for e in captured.entries() if e["logger"].startswith("server.")]
-        rejected = [e for e in entries if "rejected" in e["message"]]
-        finished = [e for e in entries if e["message"] == "call finished"]
-        if len(finished) >= 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
+    finished = [e for e in captured.finished(3) if e["logger"].startswith("server.")]
+    entries = [e for e in captured.entries() if e["logger"].startswith("server.")]
+    rejected = [e for e in entries if "rejected" in e["message"]]
     assert len(rejected) == len(finished) == 3
     ids = [e["correlation_id"] for e in rejected]
     assert len(set(ids)) == 3

@@ -332,12 +332,16 @@ class DeleteSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("facts", "code")
+    __slots__ = ("facts", "code", "bundle_json", "as_of")
     FACTS_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_JSON_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
     facts: _containers.RepeatedCompositeFieldContainer[Fact]
     code: str
-    def __init__(self, facts: _Optional[_Iterable[_Union[Fact, _Mapping]]] = ..., code: _Optional[str] = ...) -> None: ...
+    bundle_json: str
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, facts: _Optional[_Iterable[_Union[Fact, _Mapping]]] = ..., code: _Optional[str] = ..., bundle_json: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("code", "derived", "conclusion", "rules", "chain", "knowledge_base_version")
