@@ -642,6 +642,105 @@ def over_fhir(mix: list[list[dict[str, Any]]], count: int, db: Path) -> dict[str
     }
 
 
+def over_hooks(mix: list[list[dict[str, Any]]], count: int, db: Path) -> dict[str, Any]:
+    """patient-view through `python -m cds_hooks` at concurrency 8 (issue 10),
+    and EvaluateFhir on the same records straight to gRPC, both against one
+    `--workers 1` server in the same run. The records are written for now
+    (tests/fhir_writer.py), as the hook service evaluates them."""
+    import concurrent.futures
+    import datetime as dt
+    import urllib.request
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fhir_writer import write_bundle
+
+    now = dt.datetime.now(dt.UTC)
+    bodies, requests = [], []
+    from fhir_in import read_bundle
+
+    for facts in mix[: count * 2]:
+        document = write_bundle(facts, now)
+        try:
+            read_bundle(document, now)
+        except InvalidFacts:  # a patient the writer cannot express
+            continue
+        entries = document["entry"]
+        patient = next(e for e in entries if e["resource"]["resourceType"] == "Patient")
+
+        def search(kind: str, entries: list[dict[str, Any]] = entries) -> dict[str, Any]:
+            found = [e for e in entries if e["resource"]["resourceType"] == kind]
+            return {"resourceType": "Bundle", "type": "searchset", "entry": found}
+
+        bodies.append(
+            json.dumps(
+                {
+                    "hook": "patient-view",
+                    "hookInstance": "bench",
+                    "context": {"patientId": patient["resource"]["id"]},
+                    "prefetch": {
+                        "patient": patient["resource"],
+                        "vitals": search("Observation"),
+                        "conditions": search("Condition"),
+                        "assessment": search("QuestionnaireResponse"),
+                    },
+                }
+            ).encode()
+        )
+        requests.append(pb.EvaluateFhirRequest(bundle_json=json.dumps(document)))
+        if len(bodies) == count:
+            break
+    server = _service(1, db, _requests(mix[:1])[0])
+    port = _free_port()
+    hooks = subprocess.Popen(
+        [sys.executable, "-m", "cds_hooks", "--port", str(port), "--target", server.target,
+         "--allow-unauthenticated", "--feedback-db", str(db / "feedback.db"),
+         "--log-level", "ERROR"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/cds-services/cgh-patient-view"
+
+    def hook(body: bytes) -> float:
+        started = time.perf_counter()
+        request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            if answer.status != 200:
+                raise SystemExit(f"hook call answered {answer.status}")
+            answer.read()
+        return time.perf_counter() - started
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the CDS Hooks service did not start") from None
+                time.sleep(0.2)
+        with grpc.insecure_channel(server.target) as channel:
+            stub = pb_grpc.DecisionSupportServiceStub(channel)
+
+            def direct(request: pb.EvaluateFhirRequest) -> float:
+                started = time.perf_counter()
+                list(stub.EvaluateFhir(request, timeout=30))
+                return time.perf_counter() - started
+
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(hook, bodies[:50]))  # warm-up
+                hook_times = list(pool.map(hook, bodies))
+                grpc_times = list(pool.map(direct, requests))
+    finally:
+        hooks.terminate()
+        hooks.wait(30)
+        server.stop()
+    return {
+        "patients": len(bodies),
+        "patient-view over HTTP": _stats(hook_times),
+        "EvaluateFhir over gRPC": _stats(grpc_times),
+    }
+
+
 def sessions(count: int, db: Path) -> dict[str, Any]:
     """Batch -> BatchApplied on each store, and watch latency across processes.
     PostgreSQL rows need a server on 127.0.0.1:5432 (as on every machine of
@@ -753,6 +852,8 @@ def _targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
                     f"{now:.2f}x ({grpc_rows[name][SINGLE][f'{quantile}_ms']:.2f} ms)",
                 )
             )
+    hook_p99 = results["hooks"]["patient-view over HTTP"]["p99_ms"]
+    rows.append(("patient-view p99 < 50 ms (c=8)", hook_p99 < 50, f"{hook_p99:.1f} ms"))
     ratio = results["fhir"]["p50 ratio"]
     rows.append(("EvaluateFhir p50 <= 1.5 x Evaluate p50", ratio <= 1.5, f"{ratio:.2f}x"))
     for name, row in results["sessions"].items():
@@ -844,6 +945,16 @@ def render(results: dict[str, Any]) -> str:
             for name in ("Evaluate", "EvaluateFhir")
         ),
         "",
+        f"## CDS Hooks ({results['hooks']['patients']} patients, c=8, --workers 1)",
+        "",
+        "| call | p50 ms | p99 ms |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {results['hooks'][name]['p50_ms']:.2f} | "
+            f"{results['hooks'][name]['p99_ms']:.2f} |"
+            for name in ("patient-view over HTTP", "EvaluateFhir over gRPC")
+        ),
+        "",
         "## Sessions (20 facts, one client)",
         "",
         "Batch -> BatchApplied on each store; watch: from sending a batch on one server",
@@ -926,6 +1037,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["ratios"] = ratios(results["grpc"])
         print("FHIR ...", flush=True)
         results["fhir"] = over_fhir(mix, len(requests), db)
+        print("CDS Hooks ...", flush=True)
+        results["hooks"] = over_hooks(mix, len(requests), db)
         print("sessions ...", flush=True)
         results["sessions"] = sessions(args.session_batches, db)
         print(f"memory over {args.memory_evaluations:,} evaluations ...", flush=True)

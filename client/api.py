@@ -39,12 +39,12 @@ import json
 import queue
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 import grpc
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -462,13 +462,15 @@ class CdsClient:
         bundle: str | Mapping[str, Any],
         as_of: datetime | None = None,
         *,
+        vitals_window: timedelta | None = None,
         timeout: float | None = None,
     ) -> Iterator[pb.MappingReport | Conclusion | Summary]:
         """Evaluate a FHIR R4 Bundle as it stood at `as_of` (timezone-aware;
-        None: now): the mapping report first (which resource fed which fact,
+        None: now; `vitals_window`: how old an orthostatic test may be, None:
+        30 days): the mapping report first (which resource fed which fact,
         which were ignored and why), then each `Conclusion` with its
         `source_references`, then one `Summary`."""
-        request = pb.EvaluateFhirRequest(**_fhir_request(bundle, as_of))
+        request = pb.EvaluateFhirRequest(**_fhir_request(bundle, as_of, vitals_window))
         call = self._stub.EvaluateFhir(request, timeout=self._deadline(timeout))
         try:
             for response in call:
@@ -489,11 +491,12 @@ class CdsClient:
         bundle: str | Mapping[str, Any],
         as_of: datetime | None = None,
         *,
+        vitals_window: timedelta | None = None,
         timeout: float | None = None,
     ) -> pb.TranslateFhirResponse:
         """What the service reads from a FHIR Bundle, without evaluating: its
         facts (as `evaluate` takes them) and the mapping report."""
-        request = pb.TranslateFhirRequest(**_fhir_request(bundle, as_of))
+        request = pb.TranslateFhirRequest(**_fhir_request(bundle, as_of, vitals_window))
         try:
             return self._stub.TranslateFhir(request, timeout=self._deadline(timeout))
         except grpc.RpcError as error:
@@ -621,7 +624,11 @@ def change_from_proto(message: pb.ConclusionChange) -> ConclusionChange:
 _END = None
 
 
-def _fhir_request(bundle: str | Mapping[str, Any], as_of: datetime | None) -> dict[str, Any]:
+def _fhir_request(
+    bundle: str | Mapping[str, Any],
+    as_of: datetime | None,
+    vitals_window: timedelta | None = None,
+) -> dict[str, Any]:
     if as_of is not None and as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware")
     fields: dict[str, Any] = {
@@ -631,6 +638,10 @@ def _fhir_request(bundle: str | Mapping[str, Any], as_of: datetime | None) -> di
         stamp = timestamp_pb2.Timestamp()
         stamp.FromDatetime(as_of)
         fields["as_of"] = stamp
+    if vitals_window is not None:
+        window = duration_pb2.Duration()
+        window.FromTimedelta(vitals_window)
+        fields["vitals_window"] = window
     return fields
 
 

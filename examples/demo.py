@@ -1,6 +1,6 @@
 """End-to-end demo: start a server, evaluate every example patient, evaluate one
 as the FHIR bundle an EHR would send, replay every example session timeline,
-stop the server.
+send each as a CDS Hooks call through `python -m cds_hooks`, stop the servers.
 
 Run with `.venv/bin/python examples/demo.py` (what `make demo` runs). It uses
 the real stack, a server subprocess on a free loopback port and the CLI, so a
@@ -21,13 +21,16 @@ timeline replayed, 1 otherwise.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+import uuid
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -93,6 +96,111 @@ def show_log(log: IO[bytes]) -> None:
         print(text, file=sys.stderr)
 
 
+def hook_request(bundle: dict[str, Any], hook: str, **context: Any) -> dict[str, Any]:
+    """A CDS Hooks request as an EHR sends it: the bundle's resources as the four
+    prefetch searches (each a searchset Bundle, with the entries' fullUrls)."""
+    entries = bundle["entry"]
+    patient = next(e for e in entries if e["resource"]["resourceType"] == "Patient")
+
+    def search(*kinds: str) -> dict[str, Any]:
+        found = [e for e in entries if e["resource"]["resourceType"] in kinds]
+        return {"resourceType": "Bundle", "type": "searchset", "entry": found}
+
+    return {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": {
+            "userId": "Practitioner/demo",
+            "patientId": patient["resource"]["id"],
+            **context,
+        },
+        "prefetch": {
+            "patient": search("Patient"),
+            "vitals": search("Observation"),
+            "conditions": search("Condition"),
+            "assessment": search("QuestionnaireResponse"),
+        },
+    }
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        result: dict[str, Any] = json.load(answer)
+        return result
+
+
+def show_cards(cards: list[dict[str, Any]]) -> None:
+    if not cards:
+        print("  (no cards)")
+    for card in cards:
+        print(f"  [{card['indicator'].upper():8}] {card['summary']}")
+        for suggestion in card.get("suggestions", []):
+            print(f"             suggestion: {suggestion['label']}")
+
+
+def hooks_demo(target: str, folder: str) -> list[str]:
+    """Start `python -m cds_hooks` against the server, send each example bundle
+    as a patient-view call and one order-select with a manipulation order while
+    manipulation is contraindicated; print the cards as an EHR would show them."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    hooks = subprocess.Popen(
+        [sys.executable, "-m", "cds_hooks", "--port", str(port), "--target", target,
+         "--allow-unauthenticated", "--feedback-db", f"{folder}/feedback.db",
+         # The example records date from 2025-06-01: let their vitals count today.
+         "--vitals-window", "3650d",
+         "--log-level", "ERROR"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    failed = []
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                    break
+            except OSError:
+                if hooks.poll() is not None or time.monotonic() > deadline:
+                    return ["the CDS Hooks service did not start"]
+                time.sleep(0.2)
+        for path in sorted((EXAMPLES / "fhir").glob("*.bundle.json")):
+            print(f"patient-view, {path.name} (as of now):", flush=True)
+            bundle = json.loads(path.read_text())
+            show_cards(
+                post(f"{url}/cds-services/cgh-patient-view", hook_request(bundle, "patient-view"))[
+                    "cards"
+                ]
+            )
+        bundle = json.loads(FHIR_EXAMPLE.read_text())
+        order = {
+            "resourceType": "ServiceRequest",
+            "id": "draft-manipulation",
+            "status": "draft",
+            "intent": "order",
+            "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "98940"}]},
+        }
+        drafts = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]}
+        body = hook_request(bundle, "order-select", draftOrders=drafts,
+                            selections=["ServiceRequest/draft-manipulation"])  # fmt: skip
+        print(f"order-select, {FHIR_EXAMPLE.name} + a draft chiropractic manipulation order:")
+        cards = post(f"{url}/cds-services/cgh-order-select", body)["cards"]
+        show_cards(cards)
+        if not cards:
+            failed.append("order-select gave no card for a contraindicated manipulation")
+    except (OSError, ValueError, KeyError) as error:
+        failed.append(f"CDS Hooks: {type(error).__name__}: {error}")
+    finally:
+        hooks.terminate()
+        hooks.wait(SHUTDOWN_GRACE_SECONDS)
+    print(flush=True)
+    return failed
+
+
 def main() -> int:
     examples = sorted(EXAMPLES.glob("*.json"))
     timelines = sorted(EXAMPLES.glob("timeline-*.jsonl"))
@@ -137,6 +245,8 @@ def main() -> int:
             print(flush=True)
             if status != cli.EXIT_OK:
                 failed.append(f"{FHIR_EXAMPLE.name} (exit {status})")
+            print(f"{rule}\nCDS Hooks (python -m cds_hooks)\n{rule}", flush=True)
+            failed += hooks_demo(target, sessions)
             for path in timelines:
                 rule = "=" * 100
                 print(f"{rule}\n{path.name} (session)\n{rule}", flush=True)
@@ -156,7 +266,7 @@ def main() -> int:
             return 1
     print(
         f"demo OK: {len(examples)} examples evaluated, 1 FHIR bundle evaluated, "
-        f"{len(timelines)} timeline(s) replayed"
+        f"CDS Hooks cards shown, {len(timelines)} timeline(s) replayed"
     )
     return 0
 

@@ -12,14 +12,14 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import grpc
 
 from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
-from fhir_in import Reading, read_bundle, source_references
+from fhir_in import DEFAULT_VITALS_WINDOW, Reading, read_bundle, source_references
 from kb.catalogue import CATALOGUE
 from kb.engine import EvaluationCancelled, EvaluationResult
 from kb.facts import (
@@ -82,7 +82,16 @@ async def _read_fhir(
     as_of = request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else None
     try:
         bundle = _bounded(request.bundle_json)
-        return read_bundle(bundle, as_of or datetime.now(UTC))
+        window = DEFAULT_VITALS_WINDOW
+        if isinstance(request, pb.EvaluateFhirRequest | pb.TranslateFhirRequest) and (
+            request.HasField("vitals_window")
+        ):
+            window = request.vitals_window.ToTimedelta()
+            if window < timedelta(0):
+                raise InvalidFacts(
+                    REASON_FACT_INVALID, [Violation("vitals_window", "must not be negative")]
+                )
+        return read_bundle(bundle, as_of or datetime.now(UTC), vitals_window=window)
     except InvalidFacts as error:
         log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
         status = errors.invalid_facts(error)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import error_details_pb2 as _error_details_pb2
@@ -414,12 +415,14 @@ class TestExplanation(_message.Message):
     def __init__(self, description: _Optional[str] = ..., held: _Optional[bool] = ..., observed: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class EvaluateFhirRequest(_message.Message):
-    __slots__ = ("bundle_json", "as_of")
+    __slots__ = ("bundle_json", "as_of", "vitals_window")
     BUNDLE_JSON_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
+    VITALS_WINDOW_FIELD_NUMBER: _ClassVar[int]
     bundle_json: str
     as_of: _timestamp_pb2.Timestamp
-    def __init__(self, bundle_json: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    vitals_window: _duration_pb2.Duration
+    def __init__(self, bundle_json: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vitals_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class EvaluateFhirResponse(_message.Message):
     __slots__ = ("report", "conclusion", "summary")
@@ -432,12 +435,14 @@ class EvaluateFhirResponse(_message.Message):
     def __init__(self, report: _Optional[_Union[MappingReport, _Mapping]] = ..., conclusion: _Optional[_Union[Conclusion, _Mapping]] = ..., summary: _Optional[_Union[EvaluationSummary, _Mapping]] = ...) -> None: ...
 
 class TranslateFhirRequest(_message.Message):
-    __slots__ = ("bundle_json", "as_of")
+    __slots__ = ("bundle_json", "as_of", "vitals_window")
     BUNDLE_JSON_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
+    VITALS_WINDOW_FIELD_NUMBER: _ClassVar[int]
     bundle_json: str
     as_of: _timestamp_pb2.Timestamp
-    def __init__(self, bundle_json: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    vitals_window: _duration_pb2.Duration
+    def __init__(self, bundle_json: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vitals_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class TranslateFhirResponse(_message.Message):
     __slots__ = ("facts", "report")
