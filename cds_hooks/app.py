@@ -56,7 +56,7 @@ from cds_hooks.cards import (
     cards,
     discovery,
 )
-from cds_hooks.feedback import FeedbackStore
+from cds_hooks.feedback import FeedbackStore, FeedbackUnavailable
 from client.api import CdsClient, CdsError, Conclusion, Summary
 from fhir_in import DEFAULT_BASE, DEFAULT_VITALS_WINDOW
 
@@ -185,7 +185,11 @@ def create_app(
             issued.append((item["uuid"], conclusion.code, conclusion.rule_id, known["version"]))
             metrics.cards.labels(conclusion.code, item["indicator"]).inc()
         if issued:
-            await anyio.to_thread.run_sync(lambda: store.issued(service_id, issued))
+            try:
+                await anyio.to_thread.run_sync(lambda: store.issued(service_id, issued))
+            except FeedbackUnavailable as error:
+                # The cards are right; only their feedback could not be taken later.
+                log.error("feedback database: cards not recorded (%s)", error.args[0])
         return JSONResponse({"cards": answer})
 
     async def feedback(request: Request) -> Response:
@@ -203,10 +207,17 @@ def create_app(
         except (BadHookRequest, ValueError) as error:
             message = str(error) if isinstance(error, BadHookRequest) else "the body is not JSON"
             return operation_outcome(400, message)
+        try:
+            return await _store_feedback(service.id, items)
+        except FeedbackUnavailable as error:
+            log.error("feedback database: %s", error.args[0])
+            return operation_outcome(503, "feedback cannot be stored now")
+
+    async def _store_feedback(service_id: str, items: list[dict[str, Any]]) -> Response:
         known = []
         for item in items:
             card = await anyio.to_thread.run_sync(lambda uuid=item["card"]: store.card(uuid))
-            if card is None or card[0] != service.id:
+            if card is None or card[0] != service_id:
                 return JSONResponse({"error": "unknown card"}, 404)
             known.append((item, card))
         for item, (_, code, _) in known:

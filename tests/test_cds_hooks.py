@@ -532,3 +532,72 @@ def test_refuses_to_start_without_issuers_unless_told(tmp_path: Path) -> None:
         env={**os.environ},
     )
     assert done.returncode == 2 and "--trusted-issuers" in done.stderr
+
+
+def test_feedback_on_postgresql_is_shared_and_survives_a_restart(
+    running_server: RunningServer, issuers: Path, tmp_path: Path, pg_url: str
+) -> None:
+    """--feedback-db postgresql://…: two hook services share it, as replicas would."""
+    from tests import postgres
+
+    target = f"127.0.0.1:{running_server.port}"
+    options = ("--trusted-issuers", str(issuers), "--feedback-db", pg_url)
+    first = Hooks(tmp_path, target, *options)
+    second = Hooks(tmp_path, target, *options)
+    try:
+        cards = call(first, hook_body(DIAGNOSED)).json()["cards"]
+        assert _feedback(second, cards[0]["uuid"]).status_code == 200, "a card of the other"
+        assert _feedback(second, str(uuid.uuid4())).status_code == 404
+    finally:
+        first.stop()
+    again = Hooks(tmp_path, target, *options)
+    try:
+        assert _feedback(again, cards[1]["uuid"], "overridden").status_code == 200
+    finally:
+        again.stop()
+        second.stop()
+    rows = postgres.query(pg_url, "SELECT card, outcome, override_reason FROM feedback ORDER BY id")
+    assert rows == [
+        (cards[0]["uuid"], "accepted", "contraindication-assessed"),
+        (cards[1]["uuid"], "overridden", "contraindication-assessed"),
+    ]
+
+
+FIXTURES = sorted((Path(__file__).resolve().parent / "hooks_fixtures").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def fixture_hooks(
+    running_server: RunningServer, issuers: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hooks]:
+    """The hook service as the fixtures need it: their records never age out."""
+    service = Hooks(
+        tmp_path_factory.mktemp("fixture-hooks"),
+        f"127.0.0.1:{running_server.port}",
+        "--trusted-issuers",
+        str(issuers),
+        "--vitals-window",
+        "36500d",
+    )
+    yield service
+    service.stop()
+
+
+def test_the_fixtures_are_current() -> None:
+    import make_hooks_fixtures
+
+    assert len(FIXTURES) == len(make_hooks_fixtures.CASES) >= 7
+    assert make_hooks_fixtures.main(["--check"]) == 0, "run tests/make_hooks_fixtures.py"
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda path: path.stem)
+def test_each_fixture_gets_exactly_its_cards(fixture_hooks: Hooks, path: Path) -> None:
+    case = json.loads(path.read_text())
+    service = case["service"]
+    answer = call(fixture_hooks, case["request"], service, token(fixture_hooks, service))
+    assert answer.status_code == 200, answer.text
+    got = [
+        {"code": card["source"]["topic"]["code"], "indicator": card["indicator"]}
+        for card in answer.json()["cards"]
+    ]
+    assert got == case["expectedCards"], case["description"]
