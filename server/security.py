@@ -186,7 +186,7 @@ async def _refuse(requests: Any, context: grpc.aio.ServicerContext) -> None:
 
 # Every refused call, known method or not, unary or streaming, gets this one
 # handler: a streaming request is handed over unread, so the refusal comes at
-# once (no pool thread waits for a message that may never arrive), is never
+# once (no call waits for a message that may never arrive), is never
 # parsed, and looks the same whatever the method, so a caller without a token
 # learns nothing about which methods exist or which take a stream.
 _DENY = grpc.stream_stream_rpc_method_handler(_refuse)

@@ -304,7 +304,7 @@ def _fact_in(fact: StoredFact) -> FactIn:
 class _Registry:
     """Per-process bookkeeping: a lock per session id, which sessions are
     streaming, and streams accepted that have not opened a session yet (they
-    count against the limit too: each holds a server thread)."""
+    count against the limit too: each holds a call slot)."""
 
     def __init__(self, max_streams: int) -> None:
         self._mutex = threading.Lock()
