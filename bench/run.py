@@ -127,6 +127,22 @@ def choose_patients(
     return load_mix(codes), answers
 
 
+def chosen_load(
+    engine: RulesEngine, every_request: list[pb.EvaluateRequest]
+) -> tuple[list[pb.EvaluateRequest], dict[int, list[dict[str, Any]]]]:
+    """The load mix's requests, and per patient (by index in `every_request`)
+    the shapes of its conclusions, which the bare server answers with."""
+    indexes, answers = choose_patients(engine, every_request)
+    recorded = {
+        i: [
+            shape_of(c, {f.id: f.type for f in every_request[i].facts})
+            for c in answers[i].conclusions
+        ]
+        for i in indexes
+    }
+    return [every_request[i] for i in indexes], recorded
+
+
 def in_process(engine: RulesEngine, requests: list[pb.EvaluateRequest]) -> dict[str, Any]:
     """Engine alone, then the service path by stage, then the interceptors."""
     validated = [validate_facts(facts_from_proto(r.facts)) for r in requests]
@@ -594,28 +610,49 @@ def memory(
         server.stop()
 
 
+def written_bundles(
+    mix: list[list[dict[str, Any]]], as_of: Any, count: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """The first `count` mix patients (their index, their bundle) as the FHIR an
+    EHR would send at `as_of`, written by the tests' FHIR writer (the reader's
+    independent inverse, not shipped code); patients it cannot express, which
+    the reader refuses, are skipped."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fhir_writer import write_bundle
+
+    from fhir_in import read_bundle
+
+    written = []
+    for index, facts in enumerate(mix):
+        document = write_bundle(facts, as_of)
+        try:
+            read_bundle(document, as_of)
+        except InvalidFacts:
+            continue
+        written.append((index, document))
+        if len(written) == count:
+            break
+    return written
+
+
 def over_fhir(mix: list[list[dict[str, Any]]], count: int, db: Path) -> dict[str, Any]:
     """EvaluateFhir against Evaluate on the same patients (issue 9): each mix
     patient also as the FHIR bundle an EHR would send (tests/fhir_writer.py,
     the reader's independent inverse; patients it cannot write are skipped),
     one client at concurrency 1 calling the two in turn on `--workers 1`."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from fhir_writer import AS_OF, write_bundle  # the tests' writer, not shipped code
-
-    from fhir_in import read_bundle
+    from fhir_writer import AS_OF
 
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(AS_OF)
-    pairs: list[tuple[pb.EvaluateRequest, pb.EvaluateFhirRequest]] = []
-    for facts, request in zip(mix, _requests(mix), strict=True):
-        bundle = json.dumps(write_bundle(facts, AS_OF))
-        try:
-            read_bundle(bundle, AS_OF)
-        except InvalidFacts:  # a patient the writer cannot express
-            continue
-        pairs.append((request, pb.EvaluateFhirRequest(bundle_json=bundle, as_of=stamp)))
-        if len(pairs) == count:
-            break
+    plain_requests = _requests(mix)
+    pairs = [
+        (
+            plain_requests[index],
+            pb.EvaluateFhirRequest(bundle_json=json.dumps(document), as_of=stamp),
+        )
+        for index, document in written_bundles(mix, AS_OF, count)
+    ]
     server = _service(1, db, pairs[0][0])
     try:
         with grpc.insecure_channel(server.target) as channel:
@@ -651,44 +688,19 @@ def over_hooks(mix: list[list[dict[str, Any]]], count: int, db: Path) -> dict[st
     import datetime as dt
     import urllib.request
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fhir_writer import write_bundle
+    from cds_hooks.cards import prefetch_from_bundle
 
-    now = dt.datetime.now(dt.UTC)
     bodies, requests = [], []
-    from fhir_in import read_bundle
-
-    for facts in mix[: count * 2]:
-        document = write_bundle(facts, now)
-        try:
-            read_bundle(document, now)
-        except InvalidFacts:  # a patient the writer cannot express
-            continue
-        entries = document["entry"]
-        patient = next(e for e in entries if e["resource"]["resourceType"] == "Patient")
-
-        def search(kind: str, entries: list[dict[str, Any]] = entries) -> dict[str, Any]:
-            found = [e for e in entries if e["resource"]["resourceType"] == kind]
-            return {"resourceType": "Bundle", "type": "searchset", "entry": found}
-
-        bodies.append(
-            json.dumps(
-                {
-                    "hook": "patient-view",
-                    "hookInstance": "bench",
-                    "context": {"patientId": patient["resource"]["id"]},
-                    "prefetch": {
-                        "patient": patient["resource"],
-                        "vitals": search("Observation"),
-                        "conditions": search("Condition"),
-                        "assessment": search("QuestionnaireResponse"),
-                    },
-                }
-            ).encode()
-        )
+    for _, document in written_bundles(mix, dt.datetime.now(dt.UTC), count):
+        patient_id, prefetch = prefetch_from_bundle(document)
+        body = {
+            "hook": "patient-view",
+            "hookInstance": "bench",
+            "context": {"patientId": patient_id},
+            "prefetch": prefetch,
+        }
+        bodies.append(json.dumps(body).encode())
         requests.append(pb.EvaluateFhirRequest(bundle_json=json.dumps(document)))
-        if len(bodies) == count:
-            break
     server = _service(1, db, _requests(mix[:1])[0])
     port = _free_port()
     hooks = subprocess.Popen(
@@ -1008,15 +1020,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     every_request = _requests(mix)
     engine = RulesEngine()
     print(f"choosing the load mix of {len(mix)} patients ...", flush=True)
-    indexes, answers = choose_patients(engine, every_request)
-    requests = [every_request[i] for i in indexes]
-    recorded = {
-        i: [
-            shape_of(c, {f.id: f.type for f in every_request[i].facts})
-            for c in answers[i].conclusions
-        ]
-        for i in indexes
-    }
+    requests, recorded = chosen_load(engine, every_request)
     results: dict[str, Any] = {
         "machine": (
             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -1024,7 +1028,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "mix": len(mix),
         "patients": len(requests),
-        "conclusions_per_patient": statistics.fmean(len(recorded[i]) for i in indexes),
+        "conclusions_per_patient": statistics.fmean(map(len, recorded.values())),
         "seconds_per_measurement": args.seconds,
     }
     print(f"in process over {len(requests)} patients ...", flush=True)

@@ -42,7 +42,7 @@ from typing import Any
 
 import grpc
 
-from bench.bare_server import BareService, shape_of
+from bench.bare_server import BareService
 from bench.mix import patient_mix
 from bench.run import (
     LOADS,
@@ -54,7 +54,8 @@ from bench.run import (
     _free_port,
     _requests,
     _Server,
-    choose_patients,
+    _service,
+    chosen_load,
     measure,
 )
 from cds.v1 import decision_support_pb2 as pb
@@ -151,25 +152,9 @@ def _aio(kind: str, answers_file: Path, request: pb.EvaluateRequest) -> _Server:
     return _Server([*command, str(answers_file)], port, request)
 
 
-def _ours(db: Path, request: pb.EvaluateRequest) -> _Server:
-    port = _free_port()
-    command = [sys.executable, "-m", "server", "--port", str(port), "--workers", "1"]
-    command += ["--session-db", str(db / "sessions.db"), "--log-level", "WARNING"]
-    return _Server(command, port, request)
-
-
 def run(seconds: float) -> dict[str, Any]:
     mix = patient_mix()
-    every_request = _requests(mix)
-    indexes, answers = choose_patients(RulesEngine(), every_request)
-    requests = [every_request[i] for i in indexes]
-    recorded = {
-        i: [
-            shape_of(c, {f.id: f.type for f in every_request[i].facts})
-            for c in answers[i].conclusions
-        ]
-        for i in indexes
-    }
+    requests, recorded = chosen_load(RulesEngine(), _requests(mix))
     (ROOT / "data").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cds-transport-", dir=ROOT / "data") as folder:
         db = Path(folder)
@@ -183,7 +168,7 @@ def run(seconds: float) -> dict[str, Any]:
             servers["aio bare"] = _aio("aio-bare", answers_file, requests[0])
             servers["aio, engine inline"] = _aio("aio-engine", answers_file, requests[0])
             servers["aio, engine thread"] = _aio("aio-engine-thread", answers_file, requests[0])
-            servers["ours, --workers 1"] = _ours(db, requests[0])
+            servers["ours, --workers 1"] = _service(1, db, requests[0])
             results: dict[str, Any] = {name: {} for name in servers}
             for load in (SINGLE, ONE_CHANNEL):
                 print(f"  {load} ...", flush=True)

@@ -52,6 +52,7 @@ from cds_hooks.cards import (
     SERVICES,
     BadHookRequest,
     MissingPrefetch,
+    Service,
     bundle_from_prefetch,
     cards,
     discovery,
@@ -119,9 +120,16 @@ def create_app(
             knowledge["references"] = {r.id: r for r in answer.references}
         return knowledge
 
-    def authenticate(request: Request, *audiences: str) -> None:
-        if verifier is not None:
+    def refused(request: Request, what: str, *audiences: str) -> Response | None:
+        """401 (empty, the reason code logged) unless the JWT is good for `audiences`."""
+        if verifier is None:
+            return None
+        try:
             verifier.verify(request.headers.get("authorization"), audiences)
+        except Unauthorized as refusal:
+            log.info("%s refused: %s", what, refusal.args[0])
+            return Response(status_code=401)
+        return None
 
     def service_url(service_id: str) -> str:
         return f"{config.public_url.rstrip('/')}/cds-services/{service_id}"
@@ -134,34 +142,29 @@ def create_app(
         if service is None:
             return JSONResponse({"error": "no such service"}, 404)
         started = time.perf_counter()
-        response = await _call(request, service.id, service.hook)
+        response = await _call(request, service)
         metrics.calls.labels(service.id, str(response.status_code)).inc()
         metrics.seconds.labels(service.id).observe(time.perf_counter() - started)
         return response
 
-    async def _call(request: Request, service_id: str, hook: str) -> Response:
+    async def _call(request: Request, service: Service) -> Response:
+        refusal = refused(request, "hook call", service_url(service.id))
+        if refusal is not None:
+            return refusal
         try:
-            authenticate(request, service_url(service_id))
-        except Unauthorized as refused:
-            log.info("hook call refused: %s", refused.args[0])
-            return Response(status_code=401)
-        try:
-            body = await request.json()
-            context, prefetch = _hook_request(body, hook)
+            context, prefetch = _hook_request(await _json(request), service.hook)
             bundle = bundle_from_prefetch(
-                prefetch, SERVICES[service_id].prefetch(config.base), context["patientId"]
+                prefetch, service.prefetch(config.base), context["patientId"]
             )
         except MissingPrefetch as missing:
             return operation_outcome(412, f"prefetch key {missing.args[0]!r} is absent")
-        except (BadHookRequest, ValueError) as error:
-            return operation_outcome(
-                400, str(error) if isinstance(error, BadHookRequest) else "the body is not JSON"
-            )
+        except BadHookRequest as error:
+            return operation_outcome(400, str(error))
         try:
             events = await anyio.to_thread.run_sync(lambda: _evaluate(cds, bundle, config))
-            known = await anyio.to_thread.run_sync(references)
+            known = knowledge or await anyio.to_thread.run_sync(references)
         except CdsError as error:
-            if error.code in ("INVALID_ARGUMENT",):
+            if error.code == "INVALID_ARGUMENT":
                 paths = tuple(field for field, _ in error.violations)
                 return operation_outcome(
                     400, f"the prefetched FHIR was refused ({error.reason})", paths
@@ -171,7 +174,7 @@ def create_app(
         report, conclusions = events
         facts_read = {fact_id for r in report.resources for fact_id in r.fact_ids}
         answer = cards(
-            service_id,
+            service.id,
             conclusions,
             facts_read,
             known["references"],
@@ -186,7 +189,7 @@ def create_app(
             metrics.cards.labels(conclusion.code, item["indicator"]).inc()
         if issued:
             try:
-                await anyio.to_thread.run_sync(lambda: store.issued(service_id, issued))
+                await anyio.to_thread.run_sync(lambda: store.issued(service.id, issued))
             except FeedbackUnavailable as error:
                 # The cards are right; only their feedback could not be taken later.
                 log.error("feedback database: cards not recorded (%s)", error.args[0])
@@ -196,17 +199,14 @@ def create_app(
         service = SERVICES.get(request.path_params["service_id"])
         if service is None:
             return JSONResponse({"error": "no such service"}, 404)
+        url = service_url(service.id)
+        refusal = refused(request, "feedback", url, f"{url}/feedback")
+        if refusal is not None:
+            return refusal
         try:
-            url = service_url(service.id)
-            authenticate(request, url, f"{url}/feedback")
-        except Unauthorized as refused:
-            log.info("feedback refused: %s", refused.args[0])
-            return Response(status_code=401)
-        try:
-            items = _feedback_items(await request.json())
-        except (BadHookRequest, ValueError) as error:
-            message = str(error) if isinstance(error, BadHookRequest) else "the body is not JSON"
-            return operation_outcome(400, message)
+            items = _feedback_items(await _json(request))
+        except BadHookRequest as error:
+            return operation_outcome(400, str(error))
         try:
             return await _store_feedback(service.id, items)
         except FeedbackUnavailable as error:
@@ -267,6 +267,13 @@ def create_app(
         lifespan=lifespan,
     )
     return app
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise BadHookRequest("the body is not JSON") from None
 
 
 def _hook_request(body: Any, hook: str) -> tuple[dict[str, Any], dict[str, Any]]:

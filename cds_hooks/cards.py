@@ -142,6 +142,31 @@ def bundle_from_prefetch(
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
+PREFETCH_TYPES = {
+    "patient": "Patient",
+    "vitals": "Observation",
+    "conditions": "Condition",
+    "assessment": "QuestionnaireResponse",
+}
+
+
+def prefetch_from_bundle(bundle: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A patient's records as an EHR prefetches them for these services (the
+    inverse of `bundle_from_prefetch`): the Patient's id and one searchset
+    Bundle per prefetch key, entries kept with their fullUrls. For demos,
+    benchmarks, tests and integrators trying the service with a bundle."""
+    entries = bundle["entry"]
+    patient = next(e["resource"] for e in entries if e["resource"]["resourceType"] == "Patient")
+    return patient["id"], {
+        key: {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [e for e in entries if e["resource"]["resourceType"] == kind],
+        }
+        for key, kind in PREFETCH_TYPES.items()
+    }
+
+
 def manipulation_orders(draft_orders: Any) -> list[str]:
     """References of the draft ServiceRequests that order cervical manipulation
     (by the order codes of the code tables)."""

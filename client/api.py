@@ -472,19 +472,14 @@ class CdsClient:
         `source_references`, then one `Summary`."""
         request = pb.EvaluateFhirRequest(**_fhir_request(bundle, as_of, vitals_window))
         call = self._stub.EvaluateFhir(request, timeout=self._deadline(timeout))
-        try:
-            for response in call:
-                event = response.WhichOneof("event")
-                if event == "report":
-                    yield response.report
-                elif event == "conclusion":
-                    yield conclusion_from_proto(response.conclusion)
-                elif event == "summary":
-                    yield summary_from_proto(response.summary)
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from error
-        finally:
-            call.cancel()
+        yield from _streamed(
+            call,
+            {
+                "report": lambda report: report,
+                "conclusion": conclusion_from_proto,
+                "summary": summary_from_proto,
+            },
+        )
 
     def translate_fhir(
         self,
@@ -512,28 +507,21 @@ class CdsClient:
         session from expiring.
         """
         call = self._stub.WatchSession(pb.WatchSessionRequest(session_id=session_id))
-        try:
-            for response in call:
-                event = response.WhichOneof("event")
-                if event == "snapshot":
-                    snapshot = response.snapshot
-                    yield SessionSnapshot(
-                        snapshot.session_id,
-                        snapshot.version,
-                        snapshot.knowledge_base_version,
-                        tuple(map(conclusion_from_proto, snapshot.current)),
-                    )
-                elif event == "change":
-                    yield change_from_proto(response.change)
-                elif event == "applied":
-                    yield BatchApplied(
-                        response.applied.version, response.applied.knowledge_base_version
-                    )
-                # An event this client does not know yet (a newer server) is skipped.
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from error
-        finally:
-            call.cancel()
+        yield from _streamed(
+            call,
+            {
+                "snapshot": lambda snapshot: SessionSnapshot(
+                    snapshot.session_id,
+                    snapshot.version,
+                    snapshot.knowledge_base_version,
+                    tuple(map(conclusion_from_proto, snapshot.current)),
+                ),
+                "change": change_from_proto,
+                "applied": lambda applied: BatchApplied(
+                    applied.version, applied.knowledge_base_version
+                ),
+            },
+        )
 
     def _deadline(self, timeout: float | None) -> float:
         if timeout is None:
@@ -546,19 +534,24 @@ class CdsClient:
         self, request: pb.EvaluateRequest, timeout: float
     ) -> Iterator[Conclusion | Summary]:
         call = self._stub.Evaluate(request, timeout=timeout)
-        try:
-            for response in call:
-                event = response.WhichOneof("event")
-                if event == "conclusion":
-                    yield conclusion_from_proto(response.conclusion)
-                elif event == "summary":
-                    yield summary_from_proto(response.summary)
-                # An event this client does not know yet (a newer server) is skipped.
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from error
-        finally:
-            # Frees the stream when the caller stops early; a no-op once finished.
-            call.cancel()
+        yield from _streamed(
+            call, {"conclusion": conclusion_from_proto, "summary": summary_from_proto}
+        )
+
+
+def _streamed(call: Any, decoders: Mapping[str, Callable[[Any], Any]]) -> Iterator[Any]:
+    """A server stream's events, each decoded by the decoder of its `event`
+    field; an event this client does not know yet (a newer server) is skipped.
+    Errors become `CdsError`s; stopping early cancels the call."""
+    try:
+        for response in call:
+            event = response.WhichOneof("event")
+            if event in decoders:
+                yield decoders[event](getattr(response, event))
+    except grpc.RpcError as error:
+        raise error_from_rpc(error) from error
+    finally:
+        call.cancel()  # frees the stream when the caller stops early; a no-op once finished
 
 
 class _CallDetails(

@@ -35,6 +35,7 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cds_hooks.cards import prefetch_from_bundle
 from client import cli
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -98,28 +99,13 @@ def show_log(log: IO[bytes]) -> None:
 
 def hook_request(bundle: dict[str, Any], hook: str, **context: Any) -> dict[str, Any]:
     """A CDS Hooks request as an EHR sends it: the bundle's resources as the four
-    prefetch searches (each a searchset Bundle, with the entries' fullUrls)."""
-    entries = bundle["entry"]
-    patient = next(e for e in entries if e["resource"]["resourceType"] == "Patient")
-
-    def search(*kinds: str) -> dict[str, Any]:
-        found = [e for e in entries if e["resource"]["resourceType"] in kinds]
-        return {"resourceType": "Bundle", "type": "searchset", "entry": found}
-
+    prefetch searches (`cds_hooks.cards.prefetch_from_bundle`)."""
+    patient_id, prefetch = prefetch_from_bundle(bundle)
     return {
         "hook": hook,
         "hookInstance": str(uuid.uuid4()),
-        "context": {
-            "userId": "Practitioner/demo",
-            "patientId": patient["resource"]["id"],
-            **context,
-        },
-        "prefetch": {
-            "patient": search("Patient"),
-            "vitals": search("Observation"),
-            "conditions": search("Condition"),
-            "assessment": search("QuestionnaireResponse"),
-        },
+        "context": {"userId": "Practitioner/demo", "patientId": patient_id, **context},
+        "prefetch": prefetch,
     }
 
 

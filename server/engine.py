@@ -105,13 +105,11 @@ class EngineWorker:
         self, facts: Sequence[Fact], should_stop: Callable[[], bool] | None = None
     ) -> EvaluationResult:
         """The whole evaluation at once; on the engine loop's thread only."""
-        stages = self.stages_now(facts, should_stop)
-        while True:
-            try:
-                next(stages)
-            except StopIteration as finished:
-                result: EvaluationResult = finished.value
-                return result
+        if not on_engine_thread():
+            raise RuntimeError("evaluate_now called off the engine thread")
+        result = self._running().evaluate(facts, should_stop=should_stop)
+        record_evaluation(result)
+        return result
 
     def explain_now(self, facts: Sequence[Fact], code: str) -> Explanation:
         """Explain at once; on the engine loop's thread only."""

@@ -66,9 +66,15 @@ async def _validated(
     try:
         return validate_facts(facts_from_proto(facts), max_facts)
     except InvalidFacts as error:
-        log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
-        status = errors.invalid_facts(error)
-    await errors.abort(context, status)
+        await _rejected(context, method, error)
+
+
+async def _rejected(
+    context: grpc.aio.ServicerContext, method: str, error: InvalidFacts
+) -> NoReturn:
+    """End the call INVALID_ARGUMENT with the violations; the log gets counts only."""
+    log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
+    await errors.abort(context, errors.invalid_facts(error))
 
 
 async def _read_fhir(
@@ -93,9 +99,7 @@ async def _read_fhir(
                 )
         return read_bundle(bundle, as_of or datetime.now(UTC), vitals_window=window)
     except InvalidFacts as error:
-        log.info("%s rejected: %s, %d violation(s)", method, error.reason, len(error.violations))
-        status = errors.invalid_facts(error)
-    await errors.abort(context, status)
+        await _rejected(context, method, error)
 
 
 def _bounded(bundle_json: str) -> str | dict[str, Any]:
@@ -198,9 +202,7 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
             facts = await _validated(context, "explain", request.facts, self._max_facts)
         elif request.facts:
             both = Violation("bundle_json", "give facts or a FHIR bundle, not both")
-            await errors.abort(
-                context, errors.invalid_facts(InvalidFacts(REASON_FACT_INVALID, [both]))
-            )
+            await _rejected(context, "explain", InvalidFacts(REASON_FACT_INVALID, [both]))
         else:
             facts = list((await _read_fhir(context, "explain", request)).facts)
         try:

@@ -73,10 +73,6 @@ class ChangeFeed:
             if not watchers:
                 del self._watchers[session_id]
 
-    def watching(self) -> int:
-        """Watchers subscribed now."""
-        return sum(map(len, self._watchers.values()))
-
     def stop(self) -> None:
         """Stop listening to the database (the thread ends within a second)."""
         self._stop.set()

@@ -24,6 +24,8 @@ from typing import Any
 from fhir_writer import Style, write_bundle
 from patients import EXAM, HEADACHE, NEGATIVE_SCREEN, patient
 
+from cds_hooks.cards import prefetch_from_bundle
+
 OUTPUT = Path(__file__).resolve().parent / "hooks_fixtures"
 WRITTEN = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 CPT = "http://www.ama-assn.org/go/cpt"
@@ -33,6 +35,7 @@ TRAUMA_FLAGS = {
     **NEGATIVE_SCREEN,
     "fields": {**NEGATIVE_SCREEN["fields"], "recent_neck_trauma": True},
 }
+TRAUMA = [patient(45), HEADACHE, EXAM, TRAUMA_FLAGS]
 
 
 def vitals(rise: int) -> dict[str, Any]:
@@ -147,7 +150,7 @@ CASES: dict[str, tuple[str, str, list[dict[str, Any]], dict[str, Any], list[tupl
     "order-manipulation-after-neck-trauma": (
         "A chiropractic manipulation order drafted after recent neck trauma.",
         "order-select",
-        [patient(45), HEADACHE, EXAM, TRAUMA_FLAGS],
+        TRAUMA,
         {"draftOrders": MANIPULATION_ORDER, "selections": ["ServiceRequest/draft-cmt"]},
         [("caution.manipulation_contraindicated", "critical")],
     ),
@@ -156,27 +159,15 @@ CASES: dict[str, tuple[str, str, list[dict[str, Any]], dict[str, Any], list[tupl
 
 def fixture(name: str) -> dict[str, Any]:
     description, hook, facts, context, cards = CASES[name]
-    document = write_bundle(facts, WRITTEN, Style())
-    resources = [entry["resource"] for entry in document["entry"]]
-    patient_resource = next(r for r in resources if r["resourceType"] == "Patient")
-
-    def search(kind: str) -> dict[str, Any]:
-        found = [{"resource": r} for r in resources if r["resourceType"] == kind]
-        return {"resourceType": "Bundle", "type": "searchset", "entry": found}
-
+    patient_id, prefetch = prefetch_from_bundle(write_bundle(facts, WRITTEN, Style()))
     return {
         "description": description,
         "service": f"cgh-{hook}",
         "request": {
             "hook": hook,
             "hookInstance": f"fixture-{name}",
-            "context": {"userId": "Practitioner/1", "patientId": patient_resource["id"], **context},
-            "prefetch": {
-                "patient": patient_resource,
-                "vitals": search("Observation"),
-                "conditions": search("Condition"),
-                "assessment": search("QuestionnaireResponse"),
-            },
+            "context": {"userId": "Practitioner/1", "patientId": patient_id, **context},
+            "prefetch": prefetch,
         },
         "expectedCards": [{"code": code, "indicator": indicator} for code, indicator in cards],
     }

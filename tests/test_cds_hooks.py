@@ -30,11 +30,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cds_hooks.cards import INDICATORS, ORDER_SELECT, PATIENT_VIEW
+from cds_hooks.cards import INDICATORS, ORDER_SELECT, PATIENT_VIEW, prefetch_from_bundle
 from client.api import CdsClient, Conclusion
 from server.app import RunningServer
 from tests.fhir_writer import Style, write_bundle
-from tests.patients import EXAM, HEADACHE, NEGATIVE_SCREEN, patient
+from tests.make_hooks_fixtures import DIAGNOSED, TRAUMA, physio, vitals
+from tests.patients import NEGATIVE_SCREEN, patient
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUER = "https://ehr.example.org"
@@ -146,20 +147,7 @@ def token(
 
 def prefetch(facts: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """The patient's id and the four prefetch values an EHR would send."""
-    document = write_bundle(facts, datetime.now(UTC), Style())
-    resources = [entry["resource"] for entry in document["entry"]]
-    patient_resource = next(r for r in resources if r["resourceType"] == "Patient")
-
-    def search(kind: str) -> dict[str, Any]:
-        found = [{"resource": r} for r in resources if r["resourceType"] == kind]
-        return {"resourceType": "Bundle", "type": "searchset", "entry": found}
-
-    return patient_resource["id"], {
-        "patient": patient_resource,
-        "vitals": search("Observation"),
-        "conditions": search("Condition"),
-        "assessment": search("QuestionnaireResponse"),
-    }
+    return prefetch_from_bundle(write_bundle(facts, datetime.now(UTC), Style()))
 
 
 def hook_body(
@@ -199,32 +187,6 @@ def expected(running_server: RunningServer, body: dict[str, Any]) -> list[Conclu
         return [
             e for e in cds.evaluate_fhir(bundle, datetime.now(UTC)) if isinstance(e, Conclusion)
         ]
-
-
-DIAGNOSED = [patient(45), HEADACHE, EXAM, NEGATIVE_SCREEN]
-TRAUMA = [
-    patient(45),
-    HEADACHE,
-    EXAM,
-    {**NEGATIVE_SCREEN, "fields": {**NEGATIVE_SCREEN["fields"], "recent_neck_trauma": True}},
-]
-
-
-def vitals(rise: int) -> dict[str, Any]:
-    fields = {
-        "supine_hr_bpm": 70,
-        "standing_hr_bpm": 70 + rise,
-        "supine_sbp_mmhg": 120,
-        "standing_sbp_mmhg": 118,
-        "supine_dbp_mmhg": 80,
-        "standing_dbp_mmhg": 82,
-    }
-    return {"id": "vitals", "type": "orthostatic_vitals", "fields": fields}
-
-
-def physio(weeks: float) -> dict[str, Any]:
-    fields = {"kind": "physical_therapy", "weeks": weeks, "response": "inadequate"}
-    return {"id": "pt", "type": "treatment", "fields": fields}
 
 
 CASES = {
