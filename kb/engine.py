@@ -5,8 +5,10 @@ machines; each countermeasure here answers one:
 
 - The engine is not thread-safe and its C state is process-wide: every call
   into it holds `_ENGINE_LOCK`, so no two threads are ever inside it.
-- `Host` starts two timer threads that race callers; `_QuietHost` never starts
-  them (our rules use no timers and no async actions).
+- Its Python layer (`durable.engine.Host`) starts two timer threads that race
+  callers, and runs every action through JSON round trips of the session
+  state: the ruleset is driven here through the C module's own calls
+  (`durable_rules_engine`), with no Host, no timers and the state untouched.
 - At most 1,024 live sids: each evaluation runs under a sid of its own whose
   state is deleted afterwards, on success, error or cancellation alike.
 - `delete_state` crashes on a sid where no action ran: the first thing an
@@ -16,8 +18,9 @@ machines; each countermeasure here answers one:
   both checked by a test for distinct hashes; the client's ids never reach
   the engine.
 - A fact no rule can match is refused: the `$sink` rule accepts every fact.
-- Exceptions in actions are swallowed into the session state: our actions
-  catch everything themselves and the evaluation fails loudly (`EngineFailure`).
+- durable_rules' Python layer swallows an action's exception into the session
+  state: here the dispatch loop (`_run_actions`) is ours, and an action that
+  raises fails the evaluation loudly (`EngineFailure`).
 - Negation is not retroactive: rules join on stage markers asserted one stage
   at a time, each after the previous one has run to quiescence (`Stage`).
 - Numbers in exponent notation crash the engine's JSON parser: floats in
@@ -30,6 +33,7 @@ import collections
 import copy
 import functools
 import itertools
+import json
 import math
 import threading
 import typing
@@ -38,7 +42,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import durable_rules_engine
-from durable import engine as durable_engine
 from durable.lang import c, m, when_all
 
 from kb.facts import Fact
@@ -49,6 +52,11 @@ from kb.rules.patterns import CONCLUSION
 STAGE_MARKER = "$stage"
 BEGIN, DONE = 0, max(Stage) + 1
 SMALLEST_ENGINE_FLOAT = 1e-4
+# durable_rules_engine's answers to an assert (src/rulespy/rules.c): anything
+# but OK means the engine did not take the facts as given.
+_ASSERTED = 0
+# Compact JSON, non-ASCII kept as UTF-8 (as durable_rules' own layer sends it).
+_to_json = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
 
 # durable_rules keeps process-wide C state: one thread in it at a time per process.
 _ENGINE_LOCK = threading.Lock()
@@ -81,13 +89,6 @@ class EvaluationResult:
     rules_fired: int
 
 
-class _QuietHost(durable_engine.Host):
-    """A Host without the dispatch and timer threads that race callers."""
-
-    def _run(self) -> None:
-        return None
-
-
 @dataclass
 class _Firing:
     read: set[str] = field(default_factory=set)
@@ -103,7 +104,6 @@ class _Evaluation:
     firings: dict[str, _Firing] = field(default_factory=dict)
     asserted_codes: set[str] = field(default_factory=set)
     markers_seen: set[int] = field(default_factory=set)
-    error: BaseException | None = None
 
 
 @functools.cache
@@ -135,7 +135,9 @@ def encode_fact(
     to the smallest the engine parses: for showing values, never for the engine."""
     items = list_field_items(type(fact.value))
     encoded: dict[str, Any] = {"sid": sid, "id": engine_id, "t": fact.type}
-    for name, value in fact.value:
+    # The model's fields (extra="forbid": nothing else) without BaseModel.__iter__,
+    # which filters private names on every call.
+    for name, value in vars(fact.value).items():
         if value is None:
             continue
         if name in items:
@@ -176,102 +178,118 @@ class RulesEngine:
             stage: [r for r in self.rules if r.stage == stage] for stage in self._stages
         }
         self._current: _Evaluation | None = None
-        self._name = f"cgh_{next(_RULESET_NAMES)}"
-        self._host = _QuietHost()
+        self._actions: dict[str, Callable[[dict[str, Any]], None]] = {}
         definition = self._definition()
         if transform is not None:
             definition = transform(definition)
+        # The engine's copy, read back as data by the knowledge tools (kb.conditions).
+        self._registered = copy.deepcopy(definition)
         with _ENGINE_LOCK:
-            self._host.register_rulesets({self._name: definition})
-        # durable_rules keeps (and exports) the definition it compiled.
-        self._registered = self._host.get_ruleset(self._name).get_definition()
+            self._handle: int = durable_rules_engine.create_ruleset(
+                f"cgh_{next(_RULESET_NAMES)}", _to_json(definition)
+            )
 
     def close(self) -> None:
         """Free the engine's compiled ruleset (tools that build many engines)."""
         with _ENGINE_LOCK:
-            ruleset = self._host.get_ruleset(self._name)
-            durable_rules_engine.delete_ruleset(ruleset._handle)
+            durable_rules_engine.delete_ruleset(self._handle)
 
     def definition(self) -> dict[str, Any]:
-        """The rules as the engine registered them (durable_rules' own export):
+        """The rules as the engine registered them (durable_rules' own format):
         `{"RULE-ID#n": {"all": [{alias: pattern}, ...]}}`, a copy."""
         return copy.deepcopy(self._registered)
 
     def _definition(self) -> dict[str, Any]:
+        """The durable rules, and (in `_actions`) what each one's firing does."""
         definition = {
             "$begin": when_all(c.marker << (m.t == STAGE_MARKER) & (m.n == BEGIN)),
             "$done": when_all(c.marker << (m.t == STAGE_MARKER) & (m.n == DONE)),
             "$sink": when_all(c.anything << +m.t, c.never << (m.t == "$never")),
         }
-        actions: dict[str, Callable[[Any], None]] = {
-            "$begin": self._mark_stage,
-            "$done": self._mark_stage,
-            "$sink": self._mark_stage,
-        }
+        self._actions = {"$begin": self._mark_stage, "$done": self._mark_stage}
         for rule in self.rules:
             for index, alternative in enumerate(rule.when):
                 name = f"{rule.id}#{index}"
                 stage = c.stage_marker << (m.t == STAGE_MARKER) & (m.n == int(rule.stage))
                 definition[name] = when_all(stage, *alternative)
-                actions[name] = self._fire_action(rule)
-        return {name: rule(actions[name]).define() for name, rule in definition.items()}
+                self._actions[name] = self._fire_action(rule)
+        return {name: rule.define() for name, rule in definition.items()}
 
-    def _mark_stage(self, closure: Any) -> None:
-        evaluation = self._current
-        if evaluation is not None:
-            evaluation.markers_seen.add(closure._m["marker"]["n"])
+    def _mark_stage(self, matched: dict[str, Any]) -> None:
+        self._evaluation().markers_seen.add(matched["marker"]["n"])
 
-    def _fire_action(self, rule: Rule) -> Callable[[Any], None]:
-        def action(closure: Any) -> None:  # durable_rules wants exactly one parameter
-            self._fire(rule, closure)
+    def _fire_action(self, rule: Rule) -> Callable[[dict[str, Any]], None]:
+        return functools.partial(self._fire, rule)
 
-        return action
+    def _evaluation(self) -> _Evaluation:
+        if self._current is None:
+            raise EngineFailure("an action ran outside an evaluation")
+        return self._current
 
-    def _fire(self, rule: Rule, closure: Any) -> None:
-        """Record a firing and, the first time, assert the conclusion for chaining.
+    def _fire(self, rule: Rule, matched: dict[str, Any]) -> None:
+        """Record a firing (`matched`: the facts it joined, by alias) and, the
+        first time, assert the conclusion for chaining."""
+        evaluation = self._evaluation()
+        firing = evaluation.firings.setdefault(rule.code, _Firing())
+        for fact in matched.values():
+            if fact["t"] == CONCLUSION:
+                firing.derived_from.add(fact["code"])
+            elif fact["t"] != STAGE_MARKER:
+                firing.read.add(fact["id"])
+        if rule.code not in evaluation.asserted_codes:
+            evaluation.asserted_codes.add(rule.code)
+            self._chain(
+                {
+                    "sid": evaluation.sid,
+                    "id": f"c{len(evaluation.asserted_codes)}",
+                    "t": CONCLUSION,
+                    "code": rule.code,
+                    "ckind": rule.kind.value,
+                }
+            )
 
-        Never raises: durable_rules would swallow the exception into the session
-        state and skip the rest of the action.
-        """
-        evaluation = self._current
-        if evaluation is None:
-            return
-        try:
-            firing = evaluation.firings.setdefault(rule.code, _Firing())
-            for matched in closure._m.values():
-                if matched["t"] == CONCLUSION:
-                    firing.derived_from.add(matched["code"])
-                elif matched["t"] != STAGE_MARKER:
-                    firing.read.add(matched["id"])
-            if rule.code not in evaluation.asserted_codes:
-                evaluation.asserted_codes.add(rule.code)
-                closure.assert_fact(
-                    {
-                        "id": f"c{len(evaluation.asserted_codes)}",
-                        "t": CONCLUSION,
-                        "code": rule.code,
-                        "ckind": rule.kind.value,
-                    }
-                )
-        except BaseException as error:
-            evaluation.error = error
+    def _chain(self, conclusion: dict[str, Any]) -> None:
+        """Assert a conclusion from inside an action: the rules it completes are
+        queued and run by the same dispatch loop (`_run_actions`)."""
+        answer, _ = durable_rules_engine.assert_fact(self._handle, _to_json(conclusion))
+        if answer != _ASSERTED:
+            raise EngineFailure(f"engine answered {answer} to a conclusion")
 
     def _assert(self, evaluation: _Evaluation, what: str, facts: list[dict[str, Any]]) -> None:
-        """Assert into `evaluation`'s sid; its rules' actions run during the call
-        and record into it (`_current`), under the engine lock."""
+        """Assert into `evaluation`'s sid and run every action that follows, to
+        quiescence; the actions record into `evaluation` (`_current`), all of
+        it under the engine lock."""
         with _ENGINE_LOCK:
             self._current = evaluation
             try:
-                self._host.assert_facts(self._name, facts)
+                answer, state = durable_rules_engine.assert_facts(self._handle, _to_json(facts))
+                if answer != _ASSERTED:
+                    raise EngineFailure(f"engine answered {answer}")
+                self._run_actions(state)
+            except EngineFailure as failure:  # its message never holds fact values
+                raise EngineFailure(f"{what} failed: {failure}") from None
             except BaseException as error:
-                # The exception's own message contains fact values: name only its type.
-                raise EngineFailure(f"engine refused {what}: {type(error).__name__}") from None
+                # The exception's own message may contain fact values: name only its type.
+                raise EngineFailure(f"{what} failed: {type(error).__name__}") from None
             finally:
                 self._current = None
-        if evaluation.error is not None:
-            raise EngineFailure(
-                f"rule action failed during {what}: {type(evaluation.error).__name__}"
-            )
+
+    def _run_actions(self, state: int) -> None:
+        """durable_rules' dispatch loop without its Python layer: take the next
+        activation of the sid's state, run its action, complete it, until none
+        is left. The session state is never read or written (no rule uses it).
+        An action that raises abandons the activation and the error propagates:
+        the evaluation fails, and `stages` deletes the sid's state."""
+        started = durable_rules_engine.start_action_for_state(self._handle, state)
+        activation = None if started is None else started[1]
+        while activation is not None:
+            ((rule_name, matched),) = json.loads(activation).items()
+            try:
+                self._actions[rule_name](matched)
+            except BaseException:
+                durable_rules_engine.abandon_action(self._handle, state)
+                raise
+            activation = durable_rules_engine.complete_and_start_action(self._handle, state)
 
     def _close_stage(self, evaluation: _Evaluation, stage: Stage) -> list[Conclusion]:
         facts = list(evaluation.facts_by_engine_id.values())
@@ -350,9 +368,17 @@ class RulesEngine:
         finally:
             with _ENGINE_LOCK:
                 try:
-                    self._host.delete_state(self._name, sid)
+                    durable_rules_engine.delete_state(self._handle, sid)
                 finally:
                     _FREE_SIDS.append(sid)
+
+    def _markers(self, sid: str, stage: Stage) -> list[dict[str, Any]]:
+        """What starts `stage`: its marker and, after the last stage's (no rule
+        reads what the last stage derives), the done marker, whose rule firing
+        shows the engine ran the evaluation to its end."""
+        if stage is self._stages[-1]:
+            return [_marker(sid, stage), _marker(sid, DONE)]
+        return [_marker(sid, stage)]
 
     def _run(
         self, evaluation: _Evaluation, should_stop: Callable[[], bool] | None
@@ -372,7 +398,7 @@ class RulesEngine:
                     encode_fact(fact, engine_id, sid)
                     for engine_id, fact in evaluation.facts_by_engine_id.items()
                 ),
-                _marker(sid, first),
+                *self._markers(sid, first),
             ],
         )
         if BEGIN not in evaluation.markers_seen:
@@ -382,15 +408,10 @@ class RulesEngine:
             if stage is not first:
                 if should_stop is not None and should_stop():
                     raise EvaluationCancelled()
-                self._assert(evaluation, f"stage {stage.name}", [_marker(sid, stage)])
+                self._assert(evaluation, f"stage {stage.name}", self._markers(sid, stage))
+            if stage is self._stages[-1] and DONE not in evaluation.markers_seen:
+                raise EngineFailure("done rule did not fire")
             derived = self._close_stage(evaluation, stage)
             conclusions += derived
             yield derived
-        self._assert(evaluation, "the done marker", [_marker(sid, DONE)])
-        if DONE not in evaluation.markers_seen:
-            raise EngineFailure("done rule did not fire")
-        with _ENGINE_LOCK:
-            state = self._host.get_state(self._name, sid)
-        if "exception" in state:
-            raise EngineFailure("engine recorded an exception in the session state")
         return EvaluationResult(tuple(conclusions), rules_fired=len(evaluation.firings))

@@ -14,7 +14,6 @@ from kb.engine import (
     EngineFailure,
     EvaluationCancelled,
     RulesEngine,
-    _QuietHost,
 )
 from kb.facts import MAX_FACTS_PER_REQUEST, Fact, FactIn, validate_facts
 from kb.model import Stage
@@ -87,10 +86,14 @@ def test_interleaved_evaluations_each_get_their_own_answer(engine: RulesEngine) 
     assert derived == alone and derived[0] != derived[1]
 
 
-def test_host_never_starts_the_racing_dispatch_threads() -> None:
+def test_an_engine_never_starts_the_racing_dispatch_threads() -> None:
+    """durable_rules' Host starts timer threads; the engine drives the C module
+    itself and starts none."""
     before = {thread.ident for thread in threading.enumerate()}
-    _QuietHost()
+    engine = RulesEngine()
+    assert "dx.cervicogenic_headache_supported" in codes(engine, [HEADACHE, EXAM, PATIENT])
     after = {thread.ident for thread in threading.enumerate()}
+    engine.close()
     assert after == before
 
 
@@ -153,7 +156,7 @@ class _ActionRaises(RulesEngine):
     """An action whose exception durable_rules would swallow into the state."""
 
     def _fire_action(self, rule: Any) -> Any:
-        def action(closure: Any) -> None:
+        def action(matched: dict[str, Any]) -> None:
             raise RuntimeError("boom")
 
         return action
@@ -162,12 +165,8 @@ class _ActionRaises(RulesEngine):
 class _AssertFails(RulesEngine):
     """Chaining fails inside an action (like an unhandled conclusion fact)."""
 
-    def _fire(self, rule: Any, closure: Any) -> None:
-        def refuse(fact: dict[str, Any]) -> None:
-            raise RuntimeError("refused")
-
-        closure.assert_fact = refuse
-        super()._fire(rule, closure)
+    def _chain(self, conclusion: dict[str, Any]) -> None:
+        raise RuntimeError("refused")
 
 
 @pytest.mark.parametrize("engine_class", [_ActionRaises, _AssertFails])

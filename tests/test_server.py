@@ -244,10 +244,10 @@ class _BrokenEngine(RulesEngine):
     """Fails the evaluations whose facts include a red-flag screen (so the healthy
     request below is one without a screen: it still derives conclusions)."""
 
-    def _fire(self, rule: Any, closure: Any) -> None:
+    def _fire(self, rule: Any, matched: Any) -> None:
         if any(fact.type == "red_flags" for fact in self._current.facts_by_engine_id.values()):
             raise RuntimeError("rule action failed")
-        super()._fire(rule, closure)
+        super()._fire(rule, matched)
 
 
 def test_engine_failure_is_internal_and_the_server_keeps_serving(

@@ -759,10 +759,10 @@ def test_validated_json_is_what_is_stored(server: RunningServer, cds: CdsClient)
 class _RedFlagsBreakEngine(RulesEngine):
     """Fails every evaluation whose facts include a red-flag screen."""
 
-    def _fire(self, rule: Any, closure: Any) -> None:
+    def _fire(self, rule: Any, matched: Any) -> None:
         if any(f.type == "red_flags" for f in self._current.facts_by_engine_id.values()):
             raise RuntimeError("rule action failed")
-        super()._fire(rule, closure)
+        super()._fire(rule, matched)
 
 
 def test_engine_failure_ends_the_stream_and_commits_nothing(
