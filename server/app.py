@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as aio_health
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from kb.facts import MAX_FACTS_PER_REQUEST
+from server import handlers, logs, security
 from server import limits as request_limits
-from server import logs, security
 from server.defaults import DEFAULT_MAX_SESSIONS, LOOPBACK
 from server.engine import EngineWorker
 from server.resilient_store import ReopeningSessionStore
@@ -231,12 +231,9 @@ async def _start(
     config: ServerConfig, gates: logs.Gates, service: DecisionSupportService
 ) -> tuple[grpc.aio.Server, int, aio_health.HealthServicer]:
     """Build and start the server on the running (engine) loop."""
+    wrap = handlers.call_wrapper(config.limits(), gates)
     server = grpc.aio.server(
-        interceptors=[
-            *logs.build_interceptors(gates),
-            *security.build_interceptors(config),
-            *request_limits.build_interceptors(config.limits()),
-        ],
+        interceptors=security.build_interceptors(config, wrap),
         options=[
             *KEEPALIVE_OPTIONS,
             ("grpc.so_reuseport", int(config.reuse_port)),
@@ -248,10 +245,14 @@ async def _start(
     health_servicer = aio_health.HealthServicer()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    pb_grpc.add_DecisionSupportServiceServicer_to_server(service, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    registrar = handlers.Registrar(server, wrap)  # every handler wrapped once, here
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
+    pb_grpc.add_DecisionSupportServiceServicer_to_server(service, registrar)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        ),
+        registrar,
     )
     port = security.bind(server, config, f"{config.host}:{config.port}")
     await server.start()

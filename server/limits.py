@@ -1,6 +1,6 @@
 """Request limits and malformed messages, checked before a request reaches the service.
 
-`RequestGuardInterceptor` wraps every method's handler:
+`guarded` wraps every method's handler:
 
 - Its request deserializer never raises. gRPC answers a message that does not
   decode (corrupt bytes, invalid UTF-8 in a string, nesting past protobuf's
@@ -27,7 +27,7 @@ Message size itself is gRPC's `grpc.max_receive_message_length` (see
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from google.protobuf import struct_pb2
 from cds.v1 import decision_support_pb2 as pb
 from kb.facts import MAX_FACTS_PER_REQUEST, Violation
 from server import errors
+from server.logs import HANDLER_KINDS
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_STRING_LENGTH = 1024
@@ -270,63 +271,56 @@ def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
-class RequestGuardInterceptor(grpc.aio.ServerInterceptor):
-    """Malformed messages and structural limits, for every method."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-
-    async def _admit(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        """The request to hand to the service, or abort the call."""
-        if request is _UNDECODABLE:
-            await errors.abort(context, errors.malformed_request())
-        request = _cut_batch(request, self.limits.max_facts)
-        if _facts_fit(request, self.limits):
-            return request
-        violations = request_violations(request, self.limits)
-        if violations:
-            await errors.abort(context, errors.limit_exceeded(violations))
+async def _admitted(request: Any, context: grpc.aio.ServicerContext, limits: Limits) -> Any:
+    """The request to hand to the service, or abort the call."""
+    if request is _UNDECODABLE:
+        await errors.abort(context, errors.malformed_request())
+    request = _cut_batch(request, limits.max_facts)
+    if _facts_fit(request, limits):
         return request
+    violations = request_violations(request, limits)
+    if violations:
+        await errors.abort(context, errors.limit_exceeded(violations))
+    return request
 
-    async def _requests(
-        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
-        async for request in requests:
-            yield await self._admit(request, context)
 
-    async def intercept_service(
-        self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
-            return handler
-        safe = _safe(handler.request_deserializer)
-        kind = next(
-            k
-            for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-            if getattr(handler, k) is not None
-        )
-        behavior = getattr(handler, kind)
-        if kind.startswith("unary"):
-            admit = self._admit
-        else:
+async def _each_admitted(
+    requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, limits: Limits
+) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield await _admitted(request, context, limits)
 
-            async def admit(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                return self._requests(requests, context)
 
-        if inspect.isasyncgenfunction(behavior):
+def guarded(handler: grpc.RpcMethodHandler, limits: Limits) -> grpc.RpcMethodHandler:
+    """`handler` with the guard: a deserializer that never raises, and every
+    request checked against `limits` before the service sees it. Applied once
+    per method when the server is built (`server.handlers`)."""
+    if handler.request_deserializer is None:
+        return handler
+    kind = next(k for k in HANDLER_KINDS if getattr(handler, k) is not None)
+    behavior = getattr(handler, kind)
+    if kind.startswith("unary"):
 
-            async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async for response in behavior(await admit(request, context), context):
-                    yield response
+        async def admit(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await _admitted(request, context, limits)
+    else:
 
-            return handler._replace(request_deserializer=safe, **{kind: streaming})
+        async def admit(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            return _each_admitted(requests, context, limits)
+
+    if inspect.isasyncgenfunction(behavior):
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async for response in behavior(await admit(request, context), context):
+                yield response
+
+        wrapped: Callable[..., Any] = streaming
+    else:
 
         async def answering(request: Any, context: grpc.aio.ServicerContext) -> Any:
             return await behavior(await admit(request, context), context)
 
-        return handler._replace(request_deserializer=safe, **{kind: answering})
-
-
-def build_interceptors(limits: Limits) -> list[grpc.aio.ServerInterceptor]:
-    return [RequestGuardInterceptor(limits)]
+        wrapped = answering
+    return handler._replace(
+        request_deserializer=_safe(handler.request_deserializer), **{kind: wrapped}
+    )

@@ -5,7 +5,7 @@ log line written while serving the call carries it, and an
 error status that asks the caller to report a failure (`INTERNAL`) quotes the
 same id, so an operator can find the call's lines from a caller's report.
 
-`CallContextInterceptor` does four things around every handler:
+`with_call_context` does four things around every handler:
 
 - admits the call through the server's `CallGate`: past its capacity a call
   is answered `RESOURCE_EXHAUSTED` at once; once shutdown has begun (lame
@@ -49,7 +49,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,7 +119,7 @@ class CallGate:
     It also tells shutdown when the calls it admitted have finished and callers
     have stopped arriving. Session streams count against the capacity but are
     not waited for: they are long-lived and end when the grace period does.
-    Health checks never pass through a gate (`CallContextInterceptor`), so a
+    Health checks never pass through a gate (`with_call_context`), so a
     server full of calls, or shutting down, still answers its probes.
     """
 
@@ -410,26 +410,18 @@ def _wrap(behavior: Callable[..., Any], method: str, gates: Gates | None) -> Any
     return _wrap_coroutine(behavior, method, gates)
 
 
-class CallContextInterceptor(grpc.aio.ServerInterceptor):
-    """Admission, correlation id, end-of-call log line and a last-resort INTERNAL
-    for every RPC."""
-
-    def __init__(self, gates: Gates | None = None) -> None:
-        self._gate = gates
-
-    async def intercept_service(
-        self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method, gate = method_name(handler_call_details.method), self._gate
-        for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                return handler._replace(**{kind: _wrap(behavior, method, gate)})
-        return handler
+HANDLER_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 
 
-def build_interceptors(gates: Gates | None = None) -> list[grpc.aio.ServerInterceptor]:
-    return [CallContextInterceptor(gates)]
+def with_call_context(
+    handler: grpc.RpcMethodHandler, path: str, gates: Gates | None = None
+) -> grpc.RpcMethodHandler:
+    """`handler` with admission, correlation id, end-of-call log line, metrics
+    and a last-resort INTERNAL around its behavior. Applied once per method
+    when the server is built (`server.handlers`), not on every call."""
+    method = method_name(path)
+    for kind in HANDLER_KINDS:
+        behavior = getattr(handler, kind)
+        if behavior is not None:
+            return handler._replace(**{kind: _wrap(behavior, method, gates)})
+    return handler

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import grpc
 
 from server import errors
-from server.logs import RateLimitedLog
+from server.logs import RateLimitedLog, method_name
 
 log = logging.getLogger(__name__)
 
@@ -192,13 +192,28 @@ async def _refuse(requests: Any, context: grpc.aio.ServicerContext) -> None:
 _DENY = grpc.stream_stream_rpc_method_handler(_refuse)
 
 
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """`UNAUTHENTICATED` for every RPC without a known bearer token, except health."""
+Wrap = Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]
 
-    def __init__(self, tokens: Iterable[str]) -> None:
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """`UNAUTHENTICATED` for every RPC without a known bearer token, except health.
+
+    The refusal goes through `wrap` (the call context every handler has, see
+    `server.handlers`), so refused calls are gated and counted like others."""
+
+    def __init__(self, tokens: Iterable[str], wrap: Wrap = lambda path, handler: handler) -> None:
         self._digests = tuple(_digest(token) for token in tokens)
         if not self._digests:
             raise ConfigurationError("bearer-token authentication needs at least one token")
+        self._wrap = wrap
+        self._refusals: dict[str, grpc.RpcMethodHandler] = {}  # by method_name: bounded
+
+    def _refusal(self, path: str) -> grpc.RpcMethodHandler:
+        method = method_name(path)
+        refusal = self._refusals.get(method)
+        if refusal is None:
+            refusal = self._refusals[method] = self._wrap(method, _DENY)
+        return refusal
 
     def authorized(self, metadata: Iterable[tuple[str, Any]] | None) -> bool:
         token = bearer_token(metadata)
@@ -215,13 +230,14 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
             return await continuation(handler_call_details)
         if self.authorized(handler_call_details.invocation_metadata):
             return await continuation(handler_call_details)
-        return _DENY
+        return self._refusal(handler_call_details.method)
 
 
-def build_interceptors(config: SecurityConfig) -> list[grpc.aio.ServerInterceptor]:
-    """The access-control interceptors for `config` (none without a token file)."""
+def build_interceptors(config: SecurityConfig, wrap: Wrap) -> list[grpc.aio.ServerInterceptor]:
+    """The access-control interceptors for `config` (none without a token file);
+    `wrap` gives a refusal its call context."""
     if not config.auth_token_file:
         return []
     tokens = load_tokens(config.auth_token_file)
     log.info("bearer-token authentication on: %d token(s) loaded", len(tokens))
-    return [BearerTokenInterceptor(tokens)]
+    return [BearerTokenInterceptor(tokens, wrap)]

@@ -364,3 +364,38 @@ def test_knowledge_base_publishes_rules_schemas_and_references(
             reference.id == "FDA2014" and reference.url.startswith("https://")
         ), reference.id
     assert "FDA2014" in {reference.id for reference in answer.references}
+
+
+def test_handlers_are_wrapped_once_per_method_not_per_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The call context and the guard are built when the server is (server.handlers),
+    and every method of every service gets them: the calls below are counted in
+    the metrics, health and reflection included."""
+    from server import handlers, logs
+    from server.metrics import RPCS
+
+    wrapped: list[str] = []
+    real = logs.with_call_context
+
+    def counting(handler: Any, path: str, gates: Any = None) -> Any:
+        wrapped.append(path)
+        return real(handler, path, gates)
+
+    monkeypatch.setattr(handlers.logs, "with_call_context", counting)
+    running = create_server(ServerConfig(port=0))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.DecisionSupportServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            evaluate = RPCS.labels("Evaluate", "OK")
+            check = RPCS.labels("Check", "OK")
+            before = (evaluate._value.get(), check._value.get())
+            for _ in range(3):
+                assert list(stub.Evaluate(request([HEADACHE, EXAM]), timeout=10))
+                health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert (evaluate._value.get(), check._value.get()) == (before[0] + 3, before[1] + 3)
+    finally:
+        running.stop(grace=1)
+    assert wrapped.count("/cds.v1.DecisionSupportService/Evaluate") == 1
+    assert wrapped.count("/grpc.health.v1.Health/Check") == 1
