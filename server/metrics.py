@@ -20,6 +20,7 @@ one log line and every call goes on being served.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -92,23 +93,39 @@ def _record(write: Callable[[], None]) -> None:
             )
 
 
+# A labelled series, looked up once: `labels()` takes a lock and builds a key
+# on every call. The caches are bounded as the label vocabularies are.
+@functools.cache
+def _conclusion_series(code: str, rule_id: str) -> tuple[Counter, Counter]:
+    return CONCLUSIONS.labels(code), RULES_FIRED.labels(rule_id)
+
+
+@functools.cache
+def _rpc_series(method: str, code: str) -> tuple[Counter, Histogram]:
+    return RPCS.labels(method, code), RPC_SECONDS.labels(method, code)
+
+
 def record_evaluation(result: EvaluationResult) -> None:
     def write() -> None:
         EVALUATIONS.inc()
         for conclusion in result.conclusions:
-            CONCLUSIONS.labels(conclusion.code).inc()
-            RULES_FIRED.labels(conclusion.provenance.rule_id).inc()
+            conclusions, rules_fired = _conclusion_series(
+                conclusion.code, conclusion.provenance.rule_id
+            )
+            conclusions.inc()
+            rules_fired.inc()
 
     _record(write)
 
 
 def record_rpc(method: str, code: str, seconds: float) -> None:
-    """One finished RPC; called by the call-context interceptor (server.logs),
-    which already knows every call's end, status and duration."""
+    """One finished RPC; called by the call context (server.logs), which
+    already knows every call's end, status and duration."""
 
     def write() -> None:
-        RPCS.labels(method, code).inc()
-        RPC_SECONDS.labels(method, code).observe(seconds)
+        calls, durations = _rpc_series(method, code)
+        calls.inc()
+        durations.observe(seconds)
 
     _record(write)
 
