@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
+import typing
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kb.engine import (
     BEGIN,
@@ -14,8 +18,11 @@ from kb.engine import (
     EngineFailure,
     EvaluationCancelled,
     RulesEngine,
+    _engine_number,
+    _to_json,
+    encode_fact,
 )
-from kb.facts import MAX_FACTS_PER_REQUEST, Fact, FactIn, validate_facts
+from kb.facts import FACT_TYPES, MAX_FACTS_PER_REQUEST, Fact, FactIn, validate_facts
 from kb.model import Stage
 from kb.scenarios import load_scenarios
 from tests.patients import NEGATIVE_SCREEN_FIELDS
@@ -217,3 +224,44 @@ def test_concurrent_callers_get_their_sequential_answers(engine: RulesEngine) ->
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def _enum_values(model: Any) -> set[str]:
+    """Every string a field of `model` may hold (its literals, lists' included)."""
+    values: set[str] = set()
+    pending = [info.annotation for info in model.model_fields.values()]
+    while pending:
+        annotation = pending.pop()
+        if typing.get_origin(annotation) is typing.Literal:
+            values.update(a for a in typing.get_args(annotation) if isinstance(a, str))
+        else:
+            pending.extend(typing.get_args(annotation))
+    return values
+
+
+def _standard_json(value: Any) -> str:
+    """What durable_rules' own layer would send, compact."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_the_engine_gets_the_json_the_standard_library_writes() -> None:
+    """Every scenario's facts, as the engine sees them, are encoded (orjson)
+    exactly as the standard library encodes them."""
+    patients = _patients()
+    assert len(patients) > 100
+    for facts in patients:
+        messages = [encode_fact(fact, f"f{i}", "1") for i, fact in enumerate(facts)]
+        assert _to_json(messages) == _standard_json(messages)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    number=st.floats(min_value=-1000, max_value=1000, allow_nan=False, allow_infinity=False)
+    | st.integers(min_value=-(2**53), max_value=2**53),
+    text=st.sampled_from(sorted({v for f in FACT_TYPES.values() for v in _enum_values(f.model)})),
+)
+def test_numbers_and_enums_encode_as_the_standard_library_does(
+    number: float | int, text: str
+) -> None:
+    value = {"n": _engine_number(number) if isinstance(number, float) else number, "s": text}
+    assert _to_json(value) == _standard_json(value)
