@@ -210,7 +210,7 @@ class _LeakyEngine(RulesEngine):
 def test_failures_are_internal_with_a_correlation_id_and_no_values(
     captured: Captured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A bug in the servicer itself, caught by the call-context interceptor (the
+    # A bug in the servicer itself, caught by the call context (server.logs; the
     # servicer's methods are bound when the server is built: patch before).
     def broken(self: Any, request: Any, context: Any) -> Any:
         raise ValueError(f"cannot handle {TEXT}")

@@ -13,6 +13,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,6 +315,25 @@ def test_unknown_methods_are_unauthenticated_too(token_channel: grpc.Channel) ->
     with pytest.raises(grpc.RpcError) as raised:
         probe(b"", timeout=5, metadata=(("authorization", f"Bearer {TOKENS[1]}"),))
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_refusals_are_counted_by_method_like_every_call(token_channel: grpc.Channel) -> None:
+    """A refusal has the call context every handler has (server.handlers): it is
+    counted, by method, an unknown method as `unknown`."""
+    from server.metrics import RPCS
+
+    evaluate = RPCS.labels("Evaluate", "UNAUTHENTICATED")
+    unknown = RPCS.labels("unknown", "UNAUTHENTICATED")
+    before = (evaluate._value.get(), unknown._value.get())
+    with pytest.raises(grpc.RpcError):
+        _calls(token_channel)["Evaluate"](())
+    with pytest.raises(grpc.RpcError):
+        token_channel.unary_unary("/cds.v1.DecisionSupportService/Nope")(b"", timeout=5)
+    expected = (before[0] + 1, before[1] + 1)
+    deadline = time.monotonic() + 5  # counted as the call ends, maybe just after the status
+    while (evaluate._value.get(), unknown._value.get()) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (evaluate._value.get(), unknown._value.get()) == expected
 
 
 def test_client_sends_its_token_on_every_call(token_server: RunningServer) -> None:
