@@ -37,6 +37,7 @@ from cds.v1 import decision_support_pb2 as pb
 from kb.engine import RulesEngine
 from kb.facts import FactIn, validate_facts
 from server.convert import conclusion_to_proto, facts_from_proto
+from server.limits import DEFAULT_LIMITS
 
 
 def _cpu() -> float:
@@ -50,11 +51,13 @@ def _payloads() -> list[dict[str, Any]]:
     mix = patient_mix()
     requests = _requests(mix)
     engine = RulesEngine()
-    answers = [engine.evaluate(validate_facts(facts_from_proto(r.facts))) for r in requests]
+    answers = [
+        engine.evaluate(validate_facts(facts_from_proto(r.facts, DEFAULT_LIMITS))) for r in requests
+    ]
     indexes = load_mix([[c.code for c in answer.conclusions] for answer in answers])
     payloads = []
     for i in indexes:
-        raw = facts_from_proto(requests[i].facts)
+        raw = facts_from_proto(requests[i].facts, DEFAULT_LIMITS)
         answer = answers[i]
         responses = [
             pb.EvaluateResponse(conclusion=conclusion_to_proto(c)).SerializeToString()

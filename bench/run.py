@@ -64,6 +64,7 @@ from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from kb.engine import EvaluationResult, RulesEngine
 from kb.facts import InvalidFacts, validate_facts
 from server.convert import conclusion_to_proto, facts_from_proto
+from server.limits import DEFAULT_LIMITS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench"
@@ -122,7 +123,9 @@ def choose_patients(
     engine: RulesEngine, requests: list[pb.EvaluateRequest]
 ) -> tuple[list[int], list[EvaluationResult]]:
     """The load mix's indexes into `requests`, and every patient's answer."""
-    answers = [engine.evaluate(validate_facts(facts_from_proto(r.facts))) for r in requests]
+    answers = [
+        engine.evaluate(validate_facts(facts_from_proto(r.facts, DEFAULT_LIMITS))) for r in requests
+    ]
     codes = [[conclusion.code for conclusion in answer.conclusions] for answer in answers]
     return load_mix(codes), answers
 
@@ -145,7 +148,7 @@ def chosen_load(
 
 def in_process(engine: RulesEngine, requests: list[pb.EvaluateRequest]) -> dict[str, Any]:
     """Engine alone, then the service path by stage, then the handler wrapping."""
-    validated = [validate_facts(facts_from_proto(r.facts)) for r in requests]
+    validated = [validate_facts(facts_from_proto(r.facts, DEFAULT_LIMITS)) for r in requests]
     for facts in validated:  # warm-up
         engine.evaluate(facts)
     engine_times = []
@@ -162,7 +165,7 @@ def in_process(engine: RulesEngine, requests: list[pb.EvaluateRequest]) -> dict[
     path_times = []
     for request in requests:
         t0 = time.perf_counter()
-        raw = facts_from_proto(request.facts)
+        raw = facts_from_proto(request.facts, DEFAULT_LIMITS)
         t1 = time.perf_counter()
         facts = validate_facts(raw)
         t2 = time.perf_counter()

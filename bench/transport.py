@@ -89,8 +89,9 @@ class _AioEngine(pb_grpc.DecisionSupportServiceServicer):
     ) -> AsyncIterator[pb.EvaluateResponse]:
         from kb.facts import validate_facts
         from server.convert import conclusion_response, facts_from_proto, summary_response
+        from server.limits import DEFAULT_LIMITS
 
-        facts = validate_facts(facts_from_proto(request.facts))
+        facts = validate_facts(facts_from_proto(request.facts, DEFAULT_LIMITS))
         result = self._engine.evaluate(facts)
         for conclusion in result.conclusions:
             yield conclusion_response(conclusion)
@@ -117,8 +118,9 @@ class _AioEngineThread(pb_grpc.DecisionSupportServiceServicer):
         from kb.engine import EvaluationResult
         from kb.facts import validate_facts
         from server.convert import conclusion_response, facts_from_proto, summary_response
+        from server.limits import DEFAULT_LIMITS
 
-        facts = validate_facts(facts_from_proto(request.facts))
+        facts = validate_facts(facts_from_proto(request.facts, DEFAULT_LIMITS))
         loop = asyncio.get_running_loop()
         answers: asyncio.Queue[Any] = asyncio.Queue()
         self._jobs.put((facts, lambda item: loop.call_soon_threadsafe(answers.put_nowait, item)))

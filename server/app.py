@@ -203,7 +203,7 @@ def create_server(
     cleanups.append(feed.stop)
     sessions.changed = feed.publish
     service = DecisionSupportService(
-        worker, max_facts=config.max_facts, sessions=sessions, blocking=blocking, feed=feed
+        worker, config.limits(), sessions=sessions, blocking=blocking, feed=feed
     )
     try:
         server, port, health_servicer = asyncio.run_coroutine_threadsafe(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -16,32 +16,79 @@ from kb.explain import ConditionResult, Explanation
 from kb.facts import FactIn, fact_schemas
 from kb.model import Conclusion, Kind, Urgency
 from kb.references import REFERENCES
+from server.limits import LimitExceeded, Limits, fact_violations
 
 _KINDS = {kind: pb.ConclusionKind.Value(f"CONCLUSION_KIND_{kind.value}") for kind in Kind}
 _URGENCIES = {urgency: pb.Urgency.Value(f"URGENCY_{urgency.value}") for urgency in Urgency}
 
 
-def _value(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        return {key: _value(item) for key, item in value.struct_value.fields.items()}
-    if kind == "list_value":
-        return [_value(item) for item in value.list_value.values]
-    if kind in (None, "null_value"):
-        return None
-    return getattr(value, kind)
+class _Breach(Exception):
+    """A limit broken mid-walk: the walk stops at once."""
 
 
-def facts_from_proto(facts: Iterable[pb.Fact]) -> list[FactIn]:
-    """Struct fields as plain Python values: numbers arrive as floats, null as None."""
-    return [
-        FactIn(
-            fact.id,
-            fact.type,
-            {key: _value(item) for key, item in fact.fields.fields.items()},
-        )
-        for fact in facts
-    ]
+class _BoundedWalk:
+    """Converts facts while checking the structural limits (server.limits):
+    the checks `fact_violations` makes, without building a path per value."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.longest = limits.max_string_length
+        self.widest = limits.max_fields_per_fact
+        self.most_items = limits.max_list_items
+        self.deepest = limits.max_depth
+        self.values_left = limits.values_budget()
+
+    def facts(self, facts: Iterable[pb.Fact]) -> list[FactIn]:
+        converted = []
+        for fact in facts:
+            if len(fact.id) > self.longest or len(fact.type) > self.longest:
+                raise _Breach
+            converted.append(FactIn(fact.id, fact.type, self.struct(fact.fields, 1)))
+        return converted
+
+    def struct(self, struct: struct_pb2.Struct, depth: int) -> dict[str, Any]:
+        fields = struct.fields
+        if len(fields) > self.widest:
+            raise _Breach
+        converted = {}
+        for key, value in fields.items():
+            if len(key) > self.longest:
+                raise _Breach
+            converted[key] = self.value(value, depth)
+        return converted
+
+    def value(self, value: struct_pb2.Value, depth: int) -> Any:
+        self.values_left -= 1
+        if self.values_left < 0:
+            raise _Breach
+        kind = value.WhichOneof("kind")
+        if kind == "string_value":
+            if len(value.string_value) > self.longest:
+                raise _Breach
+            return value.string_value
+        if kind == "struct_value" or kind == "list_value":
+            if depth >= self.deepest:
+                raise _Breach
+            if kind == "struct_value":
+                return self.struct(value.struct_value, depth + 1)
+            items = value.list_value.values
+            if len(items) > self.most_items:
+                raise _Breach
+            return [self.value(item, depth + 1) for item in items]
+        if kind in (None, "null_value"):
+            return None
+        return getattr(value, kind)
+
+
+def facts_from_proto(facts: Sequence[pb.Fact], limits: Limits) -> list[FactIn]:
+    """Struct fields as plain Python values: numbers arrive as floats, null as None.
+
+    The same walk checks the structural limits, one walk instead of two: past
+    any of them it stops and raises `LimitExceeded` naming every violation
+    (found by a second walk, which builds the paths)."""
+    try:
+        return _BoundedWalk(limits).facts(facts)
+    except _Breach:
+        raise LimitExceeded(fact_violations(facts, limits)) from None
 
 
 def conclusion_to_proto(

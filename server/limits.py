@@ -7,18 +7,21 @@
   depth limit) with `INTERNAL` "Exception deserializing request!" and logs a
   traceback; the guard answers `INVALID_ARGUMENT` with reason
   `MALFORMED_REQUEST` instead (the caller's fault, not the server's).
-- Before the service sees a request carrying facts, it checks the structural
-  limits below, and a request past one is rejected whole with
-  `INVALID_ARGUMENT`, reason `LIMIT_EXCEEDED`, and a `BadRequest` naming the
-  field path (never the value). On a session stream this ends the stream (the
-  session is unchanged; re-open it to continue).
+- Before the service sees a request carrying facts, it checks their count:
+  converting a 4 MiB message of a million empty facts into Python objects
+  costs seconds of CPU under the GIL, so `Evaluate` and `Explain` are refused
+  on the count alone, and a session batch with too many facts is cut to
+  `max_facts + 1` facts before the service reads it — which still gets the
+  batch its usual `BatchRejected` (LIMIT_EXCEEDED), as that rejection depends
+  on the count alone.
 
-Checking before conversion matters: converting a 4 MiB message of a million
-empty facts into Python objects costs seconds of CPU under the GIL, so
-`Evaluate` and `Explain` are refused on the count alone, and a session batch
-with too many facts is cut to `max_facts + 1` facts before the service reads
-it — which still gets the batch its usual `BatchRejected` (LIMIT_EXCEEDED), as
-that rejection depends on the count alone.
+The structural limits on the facts' values (`Limits` below) are checked in
+the walk that converts them (`server.convert.facts_from_proto`), which stops
+at the first breach, so nothing past a limit is ever converted in full. A
+request past one is rejected whole with `INVALID_ARGUMENT`, reason
+`LIMIT_EXCEEDED`, and a `BadRequest` naming each field path (never the
+value; `fact_violations` finds them). On a session stream this ends the
+stream (the session is unchanged; re-open it to continue).
 
 Message size itself is gRPC's `grpc.max_receive_message_length` (see
 `server.app`): past it, gRPC answers `RESOURCE_EXHAUSTED` before any of this.
@@ -87,6 +90,9 @@ class Limits:
         if self.max_values is not None:
             return self.max_values
         return self.max_facts * self.max_fields_per_fact
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class _Walk:
@@ -181,61 +187,19 @@ def request_violations(request: Any, limits: Limits) -> list[Violation]:
     return walk.violations
 
 
-def _fits(facts: Sequence[pb.Fact], limits: Limits) -> bool:
-    """Whether facts are within every limit `_Walk` checks — the common case —
-    answered without building a field path per value (that costs more than
-    converting the facts). Any doubt falls through to `_Walk`, which names them."""
-    longest, widest = limits.max_string_length, limits.max_fields_per_fact
-    budget, values = limits.values_budget(), 0
-    pending: list[tuple[struct_pb2.Value, int]] = []
+class LimitExceeded(Exception):
+    """Facts past a structural limit; `violations` name each one by its path."""
 
-    def struct_fits(fields: Any, depth: int) -> bool:
-        if len(fields) > widest:
-            return False
-        for key, value in fields.items():
-            if len(key) > longest:
-                return False
-            pending.append((value, depth))
-        return True
-
-    for fact in facts:
-        if len(fact.id) > longest or len(fact.type) > longest:
-            return False
-        if not struct_fits(fact.fields.fields, 1):
-            return False
-        while pending:
-            value, depth = pending.pop()
-            values += 1
-            if values > budget:
-                return False
-            kind = value.WhichOneof("kind")
-            if kind == "string_value":
-                if len(value.string_value) > longest:
-                    return False
-            elif kind in ("struct_value", "list_value"):
-                if depth >= limits.max_depth:
-                    return False
-                if kind == "struct_value":
-                    if not struct_fits(value.struct_value.fields, depth + 1):
-                        return False
-                else:
-                    items = value.list_value.values
-                    if len(items) > limits.max_list_items:
-                        return False
-                    pending.extend((item, depth + 1) for item in items)
-    return True
+    def __init__(self, violations: Sequence[Violation]) -> None:
+        self.violations = tuple(violations)
+        super().__init__(f"{len(self.violations)} limit violation(s)")
 
 
-def _facts_fit(request: Any, limits: Limits) -> bool:
-    """`_fits` for the facts of a request, with the dispatch of `request_violations`."""
-    if isinstance(request, pb.EvaluateRequest | pb.ExplainRequest):
-        return len(request.facts) <= limits.max_facts and _fits(request.facts, limits)
-    if (
-        isinstance(request, pb.StreamSessionRequest)
-        and request.WhichOneof("action") == "assert_facts"
-    ):
-        return _fits(request.assert_facts.facts, limits)
-    return True
+def fact_violations(facts: Sequence[pb.Fact], limits: Limits) -> list[Violation]:
+    """The limits the values of `facts` break (paths relative to them)."""
+    walk = _Walk(limits)
+    walk.facts(facts)
+    return walk.violations
 
 
 def _cut_batch(request: Any, max_facts: int) -> Any:
@@ -272,16 +236,16 @@ def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 
 async def _admitted(request: Any, context: grpc.aio.ServicerContext, limits: Limits) -> Any:
-    """The request to hand to the service, or abort the call."""
+    """The request to hand to the service, or abort the call. The facts'
+    values are checked where they are converted (`server.convert`), in the
+    same walk; here only what needs no walk: the count."""
     if request is _UNDECODABLE:
         await errors.abort(context, errors.malformed_request())
-    request = _cut_batch(request, limits.max_facts)
-    if _facts_fit(request, limits):
+    if isinstance(request, pb.EvaluateRequest | pb.ExplainRequest):
+        if len(request.facts) > limits.max_facts:
+            await errors.abort(context, errors.limit_exceeded(request_violations(request, limits)))
         return request
-    violations = request_violations(request, limits)
-    if violations:
-        await errors.abort(context, errors.limit_exceeded(violations))
-    return request
+    return _cut_batch(request, limits.max_facts)
 
 
 async def _each_admitted(

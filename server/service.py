@@ -23,10 +23,10 @@ from fhir_in import DEFAULT_VITALS_WINDOW, Reading, read_bundle, source_referenc
 from kb.catalogue import CATALOGUE
 from kb.engine import EvaluationCancelled, EvaluationResult
 from kb.facts import (
-    MAX_FACTS_PER_REQUEST,
     REASON_FACT_INVALID,
     REASON_LIMIT_EXCEEDED,
     Fact,
+    FactIn,
     InvalidFacts,
     Violation,
     validate_facts,
@@ -45,7 +45,7 @@ from server.convert import (
     summary_to_proto,
 )
 from server.engine import EngineWorker
-from server.limits import MAX_BUNDLE_ENTRIES
+from server.limits import MAX_BUNDLE_ENTRIES, LimitExceeded, Limits
 from server.session_rpc import delete_session, stream_session, watch_session
 from server.sessions import SessionManager
 from server.watch import ChangeFeed
@@ -60,11 +60,21 @@ async def _engine_failed(
     await errors.abort(context, errors.engine_failure(logs.report_failure(method, error)))
 
 
+async def _converted(context: grpc.aio.ServicerContext, facts: Any, limits: Limits) -> list[FactIn]:
+    """The request's facts as plain values, converted within the structural
+    limits, or the call ends INVALID_ARGUMENT: LIMIT_EXCEEDED with paths (as
+    the first check a request's facts get, before any other)."""
+    try:
+        return facts_from_proto(facts, limits)
+    except LimitExceeded as error:
+        await errors.abort(context, errors.limit_exceeded(error.violations))
+
+
 async def _validated(
-    context: grpc.aio.ServicerContext, method: str, facts: Any, max_facts: int
+    context: grpc.aio.ServicerContext, method: str, raw: list[FactIn], max_facts: int
 ) -> list[Fact]:
     try:
-        return validate_facts(facts_from_proto(facts), max_facts)
+        return validate_facts(raw, max_facts)
     except InvalidFacts as error:
         await _rejected(context, method, error)
 
@@ -125,7 +135,7 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
     def __init__(
         self,
         worker: EngineWorker,
-        max_facts: int = MAX_FACTS_PER_REQUEST,
+        limits: Limits,
         sessions: SessionManager | None = None,
         blocking: Executor | None = None,
         feed: ChangeFeed | None = None,
@@ -134,7 +144,7 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
         self._sessions = sessions
         self._blocking = blocking
         self._feed = feed
-        self._max_facts = max_facts
+        self._limits = limits
         self._knowledge_base = knowledge_base_to_proto()
 
     async def _evaluated(
@@ -160,7 +170,8 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
     async def Evaluate(
         self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.EvaluateResponse]:
-        facts = await _validated(context, "evaluate", request.facts, self._max_facts)
+        raw = await _converted(context, request.facts, self._limits)
+        facts = await _validated(context, "evaluate", raw, self._limits.max_facts)
         async for item in self._evaluated(facts, context, "evaluate"):
             if isinstance(item, EvaluationResult):
                 yield summary_response(item)
@@ -196,10 +207,11 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
     async def Explain(
         self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExplainResponse:
+        raw = await _converted(context, request.facts, self._limits)
         if request.code not in CATALOGUE:
             await errors.abort(context, errors.unknown_code())
         if not request.bundle_json:
-            facts = await _validated(context, "explain", request.facts, self._max_facts)
+            facts = await _validated(context, "explain", raw, self._limits.max_facts)
         elif request.facts:
             both = Violation("bundle_json", "give facts or a FHIR bundle, not both")
             await _rejected(context, "explain", InvalidFacts(REASON_FACT_INVALID, [both]))
@@ -224,7 +236,7 @@ class DecisionSupportService(pb_grpc.DecisionSupportServiceServicer):
         if self._sessions is None or self._blocking is None:
             await errors.abort(context, errors.not_implemented("StreamSession"))
         async for response in stream_session(
-            self._sessions, self._blocking, request_iterator, context
+            self._sessions, self._blocking, request_iterator, context, self._limits
         ):
             yield response
 

@@ -32,6 +32,7 @@ from cds.v1 import decision_support_pb2 as pb
 from kb.engine import EvaluationCancelled
 from server import errors, logs
 from server.convert import conclusion_to_proto, facts_from_proto
+from server.limits import LimitExceeded, Limits
 from server.sessions import (
     Batch,
     BatchRejection,
@@ -96,12 +97,14 @@ def _change(change: Change, version: int) -> pb.ConclusionChange:
     )
 
 
-def _batch(request: pb.StreamSessionRequest) -> Batch | None:
+def _batch(request: pb.StreamSessionRequest, limits: Limits) -> Batch | None:
+    """The request's batch (its facts converted within `limits`: else
+    `LimitExceeded`), or None for a message that carries none."""
     action = request.WhichOneof("action")
     if action == "assert_facts":
         message = request.assert_facts
         return Batch(
-            facts=tuple(facts_from_proto(message.facts)),
+            facts=tuple(facts_from_proto(message.facts, limits)),
             retract=tuple(message.retract_fact_ids),
             expected_version=message.expected_version,
             retract_field="retract_fact_ids",
@@ -121,6 +124,7 @@ async def stream_session(
     pool: Executor,
     request_iterator: AsyncIterator[pb.StreamSessionRequest],
     context: grpc.aio.ServicerContext,
+    limits: Limits,
 ) -> AsyncIterator[pb.StreamSessionResponse]:
     ended = threading.Event()  # polled by the engine between stages, from any thread
     context.add_done_callback(lambda _: ended.set())
@@ -167,7 +171,10 @@ async def stream_session(
         )
         baseline = snapshot.conclusions  # what this stream was last told
         async for request in requests:
-            batch = _batch(request)
+            try:
+                batch = _batch(request, limits)
+            except LimitExceeded as error:  # ends the stream; the session is unchanged
+                await errors.abort(context, errors.limit_exceeded(error.violations))
             if batch is None:
                 await errors.abort(context, errors.unexpected_message())
             try:

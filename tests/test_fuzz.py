@@ -247,7 +247,7 @@ def expected(engine: RulesEngine, request: pb.EvaluateRequest | pb.ExplainReques
             "INVALID_ARGUMENT", "LIMIT_EXCEEDED", frozenset(v.field for v in violations)
         )
     try:
-        facts = validate_facts(facts_from_proto(request.facts), LIMITS.max_facts)
+        facts = validate_facts(facts_from_proto(request.facts, LIMITS), LIMITS.max_facts)
     except InvalidFacts as error:
         return Expected(
             "INVALID_ARGUMENT", error.reason, frozenset(v.field for v in error.violations)

@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.internal import encoder
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -32,7 +32,8 @@ from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from client.api import BatchApplied, BatchRejected, CdsClient, CdsError
 from kb.facts import TREATMENT_KINDS, FactIn, Headache, validate_facts
 from server.app import RunningServer, ServerConfig, create_server
-from server.limits import Limits, _facts_fit, request_violations
+from server.convert import facts_from_proto
+from server.limits import LimitExceeded, Limits, fact_violations
 from tests.conftest import to_proto_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,9 +157,9 @@ def test_a_flood_of_facts_is_refused_before_conversion(
     converted: list[int] = []
     real = server.service.facts_from_proto
 
-    def spy(facts: Any) -> Any:
+    def spy(facts: Any, limits: Any) -> Any:
         converted.append(len(facts))
-        return real(facts)
+        return real(facts, limits)
 
     monkeypatch.setattr(server.service, "facts_from_proto", spy)
     flood = pb.EvaluateRequest(facts=[pb.Fact(id="a")] * 12_000)
@@ -182,9 +183,9 @@ def test_a_session_batch_over_the_limit_is_cut_before_conversion(
     converted: list[int] = []
     real = server.session_rpc.facts_from_proto
 
-    def spy(facts: Any) -> Any:
+    def spy(facts: Any, limits: Any) -> Any:
         converted.append(len(facts))
-        return real(facts)
+        return real(facts, limits)
 
     monkeypatch.setattr(server.session_rpc, "facts_from_proto", spy)
     with CdsClient(f"127.0.0.1:{limited.port}", timeout=10) as cds, cds.session() as session:
@@ -418,14 +419,28 @@ _json_values = st.recursive(
         max_size=4,
     )
 )
-def test_fast_admission_agrees_with_the_violation_walk(facts: list) -> None:
+def test_the_converting_walk_agrees_with_the_violation_walk(facts: list) -> None:
+    """One walk converts and checks (server.convert): it refuses exactly what
+    the path-naming walk finds, with the same violations, and converts the
+    rest as protobuf's own JSON mapping does."""
     request = pb.EvaluateRequest(
         facts=[
             pb.Fact(id=fact_id, type=fact_type, fields=_struct(fields))
             for fact_id, fact_type, fields in facts
         ]
     )
-    assert _facts_fit(request, _SMALL) == (request_violations(request, _SMALL) == [])
+    violations = fact_violations(request.facts, _SMALL)
+    try:
+        converted = facts_from_proto(request.facts, _SMALL)
+    except LimitExceeded as error:
+        assert violations
+        assert error.violations == tuple(violations)
+    else:
+        assert violations == []
+        assert converted == [
+            FactIn(fact.id, fact.type, json_format.MessageToDict(fact.fields))
+            for fact in request.facts
+        ]
 
 
 def _struct(fields: dict) -> struct_pb2.Struct:
