@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from fhir_in import MappingReport, code_tables, questionnaire
 from kb.engine import EvaluationResult
 from kb.explain import ConditionResult, Explanation
 from kb.facts import FactIn, fact_schemas
-from kb.model import Conclusion, Kind, Urgency
+from kb.model import Certainty, Conclusion, Kind, Urgency
 from kb.references import REFERENCES
 from server.limits import LimitExceeded, Limits, fact_violations
 
@@ -91,27 +92,62 @@ def facts_from_proto(facts: Sequence[pb.Fact], limits: Limits) -> list[FactIn]:
         raise LimitExceeded(fact_violations(facts, limits)) from None
 
 
+@functools.lru_cache(maxsize=4096)
+def _rule_part(
+    code: str,
+    kind: Kind,
+    urgency: Urgency,
+    title: str,
+    rule_id: str,
+    ruleset: str,
+    citation_ids: tuple[str, ...],
+    evidence_note: str,
+    certainty: Certainty,
+) -> pb.Conclusion:
+    """What a conclusion's message holds that comes from its rule alone, built
+    once per rule (keyed by all of it) and only ever copied from."""
+    return pb.Conclusion(
+        code=code,
+        kind=_KINDS[kind],
+        urgency=_URGENCIES[urgency],
+        title=title,
+        provenance=pb.Provenance(
+            rule_id=rule_id,
+            ruleset=ruleset,
+            citation_ids=citation_ids,
+            evidence_note=evidence_note,
+            certainty=certainty.value,
+        ),
+    )
+
+
+def _fill(message: pb.Conclusion, conclusion: Conclusion, source_references: Iterable[str]) -> None:
+    provenance = conclusion.provenance
+    message.CopyFrom(
+        _rule_part(
+            conclusion.code,
+            conclusion.kind,
+            conclusion.urgency,
+            conclusion.title,
+            provenance.rule_id,
+            provenance.ruleset,
+            provenance.citation_ids,
+            provenance.evidence_note,
+            provenance.certainty,
+        )
+    )
+    message.detail = conclusion.detail
+    message.provenance.fact_ids.extend(provenance.fact_ids)
+    message.provenance.derived_from.extend(provenance.derived_from)
+    message.provenance.source_references.extend(source_references)
+
+
 def conclusion_to_proto(
     conclusion: Conclusion, source_references: Iterable[str] = ()
 ) -> pb.Conclusion:
-    provenance = conclusion.provenance
-    return pb.Conclusion(
-        code=conclusion.code,
-        kind=_KINDS[conclusion.kind],
-        urgency=_URGENCIES[conclusion.urgency],
-        title=conclusion.title,
-        detail=conclusion.detail,
-        provenance=pb.Provenance(
-            rule_id=provenance.rule_id,
-            ruleset=provenance.ruleset,
-            fact_ids=provenance.fact_ids,
-            derived_from=provenance.derived_from,
-            citation_ids=provenance.citation_ids,
-            evidence_note=provenance.evidence_note,
-            certainty=provenance.certainty.value,
-            source_references=source_references,
-        ),
-    )
+    message = pb.Conclusion()
+    _fill(message, conclusion, source_references)
+    return message
 
 
 def fact_to_proto(fact: FactIn) -> pb.Fact:
@@ -148,7 +184,9 @@ def report_to_proto(report: MappingReport) -> pb.MappingReport:
 
 
 def conclusion_response(conclusion: Conclusion) -> pb.EvaluateResponse:
-    return pb.EvaluateResponse(conclusion=conclusion_to_proto(conclusion))
+    response = pb.EvaluateResponse()
+    _fill(response.conclusion, conclusion, ())  # built in place: no copy into the response
+    return response
 
 
 def summary_to_proto(result: EvaluationResult) -> pb.EvaluationSummary:
