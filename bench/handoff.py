@@ -33,10 +33,9 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.mix import load_mix, patient_mix
-from cds.v1 import decision_support_pb2 as pb
 from kb.engine import RulesEngine
 from kb.facts import FactIn, validate_facts
-from server.convert import conclusion_to_proto, facts_from_proto
+from server.convert import conclusion_response, facts_from_proto
 from server.limits import DEFAULT_LIMITS
 
 
@@ -59,10 +58,7 @@ def _payloads() -> list[dict[str, Any]]:
     for i in indexes:
         raw = facts_from_proto(requests[i].facts, DEFAULT_LIMITS)
         answer = answers[i]
-        responses = [
-            pb.EvaluateResponse(conclusion=conclusion_to_proto(c)).SerializeToString()
-            for c in answer.conclusions
-        ]
+        responses = [conclusion_response(c).SerializeToString() for c in answer.conclusions]
         payloads.append(
             {
                 "request_bytes": requests[i].SerializeToString(),

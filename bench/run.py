@@ -63,7 +63,7 @@ from cds.v1 import decision_support_pb2 as pb
 from cds.v1 import decision_support_pb2_grpc as pb_grpc
 from kb.engine import EvaluationResult, RulesEngine
 from kb.facts import InvalidFacts, validate_facts
-from server.convert import conclusion_to_proto, facts_from_proto
+from server.convert import conclusion_response, facts_from_proto
 from server.limits import DEFAULT_LIMITS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def in_process(engine: RulesEngine, requests: list[pb.EvaluateRequest]) -> dict[
         t2 = time.perf_counter()
         result = engine.evaluate(facts)
         t3 = time.perf_counter()
-        [pb.EvaluateResponse(conclusion=conclusion_to_proto(c)) for c in result.conclusions]
+        [conclusion_response(c) for c in result.conclusions]
         t4 = time.perf_counter()
         for name, (start, end) in zip(
             stages, ((t0, t1), (t1, t2), (t2, t3), (t3, t4)), strict=True
