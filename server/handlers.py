@@ -1,8 +1,8 @@
 """Every method handler wrapped once, when the server is built.
 
 Each RPC needs the same things around its behavior: the request guard
-(`server.limits.guarded`: a deserializer that never raises, structural
-limits) and, outside it, the call context (`server.logs.with_call_context`:
+(`server.limits.guarded`: a deserializer that never raises, the fact count)
+and, outside it, the call context (`server.logs.with_call_context`:
 admission, correlation id, end-of-call log line, metrics, a last-resort
 INTERNAL). As `grpc.aio` interceptors these were rebuilt on every call (each
 interceptor a coroutine awaiting the next, each wrapping the handler anew);

@@ -170,21 +170,29 @@ class _Walk:
             self.value(f"{path}[{index}]", item, depth + 1)
 
 
-def request_violations(request: Any, limits: Limits) -> list[Violation]:
-    """The limits a decoded request breaks (paths as the service names them)."""
+def fact_violations(facts: Sequence[pb.Fact], limits: Limits) -> list[Violation]:
+    """The limits the values of `facts` break (paths relative to them)."""
     walk = _Walk(limits)
+    walk.facts(facts)
+    return walk.violations
+
+
+def request_violations(request: Any, limits: Limits) -> list[Violation]:
+    """The limits a decoded request breaks: its fact count, else its facts'
+    values (paths as the service names them)."""
     if isinstance(request, pb.EvaluateRequest | pb.ExplainRequest):
         if len(request.facts) > limits.max_facts:
             return [Violation("facts", f"at most {limits.max_facts} facts per request")]
-        walk.facts(request.facts)
-    elif (
+        return fact_violations(request.facts, limits)
+    if (
         isinstance(request, pb.StreamSessionRequest)
         and request.WhichOneof("action") == "assert_facts"
     ):
-        walk.facts(request.assert_facts.facts)  # paths relative to the batch, as BatchRejected's
+        # Paths relative to the batch, as BatchRejected's.
+        return fact_violations(request.assert_facts.facts, limits)
     # Other strings (session ids, retracted ids, codes) are only looked up, never
     # stored or converted: an unknown one gets its usual answer whatever its length.
-    return walk.violations
+    return []
 
 
 class LimitExceeded(Exception):
@@ -193,13 +201,6 @@ class LimitExceeded(Exception):
     def __init__(self, violations: Sequence[Violation]) -> None:
         self.violations = tuple(violations)
         super().__init__(f"{len(self.violations)} limit violation(s)")
-
-
-def fact_violations(facts: Sequence[pb.Fact], limits: Limits) -> list[Violation]:
-    """The limits the values of `facts` break (paths relative to them)."""
-    walk = _Walk(limits)
-    walk.facts(facts)
-    return walk.violations
 
 
 def _cut_batch(request: Any, max_facts: int) -> Any:
@@ -257,8 +258,9 @@ async def _each_admitted(
 
 def guarded(handler: grpc.RpcMethodHandler, limits: Limits) -> grpc.RpcMethodHandler:
     """`handler` with the guard: a deserializer that never raises, and every
-    request checked against `limits` before the service sees it. Applied once
-    per method when the server is built (`server.handlers`)."""
+    request's fact count checked against `limits` before the service sees it
+    (their values are checked as they are converted). Applied once per method
+    when the server is built (`server.handlers`)."""
     if handler.request_deserializer is None:
         return handler
     kind = next(k for k in HANDLER_KINDS if getattr(handler, k) is not None)
