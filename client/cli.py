@@ -654,6 +654,14 @@ def _knowledge_base(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _stream_output_options(command: argparse.ArgumentParser) -> None:
+    """How a command that streams conclusions prints them."""
+    command.add_argument("--json", action="store_true", help="one JSON object per line")
+    command.add_argument(
+        "--color", action="store_true", help="highlight urgency even when not on a terminal"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m client",
@@ -684,10 +692,7 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="evaluate the facts in FILE.json")
     evaluate.add_argument("file", metavar="FILE.json")
-    evaluate.add_argument("--json", action="store_true", help="one JSON object per line")
-    evaluate.add_argument(
-        "--color", action="store_true", help="highlight urgency even when not on a terminal"
-    )
+    _stream_output_options(evaluate)
     evaluate.set_defaults(run=_evaluate)
 
     session = commands.add_parser(
@@ -695,22 +700,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     session.add_argument("file", metavar="TIMELINE.jsonl")
     session.add_argument("--session-id", default=None, help="resume this session")
-    session.add_argument("--json", action="store_true", help="one JSON object per line")
     session.add_argument("--no-delay", action="store_true", help="ignore the delays")
     session.add_argument("--delete", action="store_true", help="delete the session at the end")
-    session.add_argument(
-        "--color", action="store_true", help="highlight urgency even when not on a terminal"
-    )
+    _stream_output_options(session)
     session.set_defaults(run=_session)
 
     watch = commands.add_parser(
         "watch", help="follow a session's conclusions as any writer changes them"
     )
     watch.add_argument("session_id", metavar="SESSION_ID")
-    watch.add_argument("--json", action="store_true", help="one JSON object per line")
-    watch.add_argument(
-        "--color", action="store_true", help="highlight urgency even when not on a terminal"
-    )
+    _stream_output_options(watch)
     watch.set_defaults(run=_watch)
 
     explain = commands.add_parser(
@@ -726,10 +725,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     fhir.add_argument("file", metavar="BUNDLE.json")
     fhir.add_argument("--as-of", help="the instant of the decision, ISO 8601 with a zone")
-    fhir.add_argument("--json", action="store_true", help="one JSON object per line")
-    fhir.add_argument(
-        "--color", action="store_true", help="highlight urgency even when not on a terminal"
-    )
+    _stream_output_options(fhir)
     fhir.set_defaults(run=_evaluate_fhir)
 
     translate = commands.add_parser(
